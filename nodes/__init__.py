@@ -1,0 +1,25 @@
+"""ComfyUI face of the pack: node classes and their display names."""
+
+from .common import PREFIX
+from .geometry_nodes import (
+    Anaglyph,
+    DepthVisualize,
+    ForwardWarpStereo,
+    OcclusionMask,
+    SBSCompose,
+    SplatGridCompose,
+    SplatGridSplit,
+)
+
+_NODES = {
+    "Forward Warp Stereo": ForwardWarpStereo,
+    "Occlusion Mask": OcclusionMask,
+    "SBS Compose": SBSCompose,
+    "Anaglyph": Anaglyph,
+    "Depth Visualize": DepthVisualize,
+    "Splat Grid Compose": SplatGridCompose,
+    "Splat Grid Split": SplatGridSplit,
+}
+
+NODE_CLASS_MAPPINGS = {PREFIX + cls.__name__: cls for cls in _NODES.values()}
+NODE_DISPLAY_NAME_MAPPINGS = {PREFIX + cls.__name__: name for name, cls in _NODES.items()}

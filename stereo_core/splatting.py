@@ -1,0 +1,109 @@
+"""Stage 1b on whole clips: depth -> disparity -> right view + occlusion mask.
+
+Clips stay where they are (usually the CPU); frame batches go to the compute
+device and results come back into preallocated outputs, so the extra memory is
+bounded by the batch, not by the clip length.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+from .disparity import DepthRange, DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
+from .frames import (
+    DEFAULT_BATCH_FRAMES,
+    check_clip,
+    check_frame_counts,
+    depth_channel,
+    frame_batches,
+    resize_frames,
+)
+from .warp import forward_warp
+
+Progress = Optional[Callable[[int, int], None]]
+"""Called as progress(done, total) after each batch; may raise to cancel."""
+
+
+def _check_depth(depth: torch.Tensor, frames: int) -> torch.Tensor:
+    depth = check_clip(depth, "depth", channels=(1, 3))
+    check_frame_counts(frames, depth.shape[0], "image", "depth")
+    return depth
+
+
+def _disparity_batches(depth, frames, height, width, settings, batch, device):
+    """Yield (frame slice, disparity [t, H, W] on device), plus the clip's disparity bounds first."""
+    depth_range = DepthRange.of(depth, batch=batch)
+    yield disparity_bounds(depth_range, settings, width)
+    for frame_slice in frame_batches(frames, batch):
+        depth_slice = slice(0, 1) if depth.shape[0] == 1 else frame_slice
+        values = depth_channel(depth[depth_slice].to(device))
+        values = resize_frames(values, height, width)
+        values = normalized_depth(values, depth_range, depth_slice, settings)
+        disparity = disparity_from_depth(values, settings, width)
+        count = frame_slice.stop - frame_slice.start
+        yield frame_slice, disparity.expand(count, height, width)
+
+
+def warp_clip(
+    image: torch.Tensor,
+    depth: torch.Tensor,
+    settings: DisparitySettings = DisparitySettings(),
+    device: torch.device | str | None = None,
+    batch: int = DEFAULT_BATCH_FRAMES,
+    progress: Progress = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-eye view and occlusion mask of a left-eye clip.
+
+    image: [T, H, W, 3] in 0..1. depth: [T or 1, h, w, 1 or 3] or [T or 1, h, w], any
+    size (resized to the image's, bilinear), 1 = near unless settings.invert.
+    Returns (right [T, H, W, 3], occlusion [T, H, W]) on the image's device and dtype;
+    occlusion is 1 where nothing landed (the holes to inpaint).
+    """
+    image = check_clip(image, "image")
+    frames, height, width, _ = image.shape
+    depth = _check_depth(depth, frames)
+    settings.validate(width)
+    device = torch.device(device) if device is not None else image.device
+
+    right = torch.empty_like(image)
+    occlusion = torch.empty(image.shape[:3], dtype=image.dtype, device=image.device)
+    batches = _disparity_batches(depth, frames, height, width, settings, batch, device)
+    disp_min, disp_max = next(batches)
+    for frame_slice, disparity in batches:
+        warped, holes = forward_warp(image[frame_slice].to(device), disparity, disp_min, disp_max)
+        right[frame_slice].copy_(warped)
+        occlusion[frame_slice].copy_(holes)
+        if progress:
+            progress(frame_slice.stop, frames)
+    return right, occlusion
+
+
+def occlusion_from_depth(
+    depth: torch.Tensor,
+    settings: DisparitySettings = DisparitySettings(),
+    size: tuple[int, int] | None = None,
+    device: torch.device | str | None = None,
+    batch: int = DEFAULT_BATCH_FRAMES,
+    progress: Progress = None,
+) -> torch.Tensor:
+    """The occlusion mask [T, H, W] a warp by this depth would leave (no image needed).
+
+    size: (height, width) of the frames the mask is for; default the depth's own.
+    """
+    depth = check_clip(depth, "depth", channels=(1, 3))
+    frames = depth.shape[0]
+    height, width = size if size is not None else depth.shape[1:3]
+    settings.validate(width)
+    device = torch.device(device) if device is not None else depth.device
+
+    occlusion = torch.empty((frames, height, width), dtype=torch.float32, device=depth.device)
+    batches = _disparity_batches(depth, frames, height, width, settings, batch, device)
+    disp_min, disp_max = next(batches)
+    for frame_slice, disparity in batches:
+        no_colour = disparity.new_empty((*disparity.shape, 0))
+        occlusion[frame_slice].copy_(forward_warp(no_colour, disparity, disp_min, disp_max)[1])
+        if progress:
+            progress(frame_slice.stop, frames)
+    return occlusion

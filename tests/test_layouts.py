@@ -1,0 +1,128 @@
+"""SBS / TB layouts, the splatting grid, anaglyphs, mask refinement, depth pictures."""
+
+import pytest
+import torch
+
+from stereo_core.anaglyph import anaglyph
+from stereo_core.errors import StereoInputError
+from stereo_core.layouts import compose_splat_grid, compose_stereo, split_splat_grid
+from stereo_core.mask import refine_mask
+from stereo_core.visualize import visualize_depth
+from stereo_core.colormap_data import INFERNO
+
+
+@pytest.fixture
+def pair():
+    left = torch.zeros(2, 4, 6, 3)
+    right = torch.ones(2, 4, 6, 3)
+    left[..., 0] = torch.arange(6).float() / 10  # a horizontal ramp in red
+    return left, right
+
+
+def test_full_sbs_and_tb_place_each_eye(pair):
+    left, right = pair
+    sbs = compose_stereo(left, right, "sbs")
+    assert sbs.shape == (2, 4, 12, 3)
+    assert torch.equal(sbs[:, :, :6], left) and torch.equal(sbs[:, :, 6:], right)
+    tb = compose_stereo(left, right, "tb")
+    assert tb.shape == (2, 8, 6, 3)
+    assert torch.equal(tb[:, :4], left) and torch.equal(tb[:, 4:], right)
+
+
+def test_swap_puts_the_right_eye_first(pair):
+    left, right = pair
+    swapped = compose_stereo(left, right, "sbs", swap=True)
+    assert torch.equal(swapped[:, :, :6], right) and torch.equal(swapped[:, :, 6:], left)
+
+
+def test_half_layouts_keep_the_frame_size_and_average_instead_of_dropping():
+    left = torch.zeros(1, 4, 8, 3)
+    left[:, :, 1::2] = 1.0  # alternating columns: decimation would give all 0 or all 1
+    right = torch.full((1, 4, 8, 3), 0.25)
+    half = compose_stereo(left, right, "half-sbs")
+    assert half.shape == (1, 4, 8, 3)
+    torch.testing.assert_close(half[:, :, :4], torch.full((1, 4, 4, 3), 0.5), atol=0.1, rtol=0)
+    torch.testing.assert_close(half[:, :, 4:], torch.full((1, 4, 4, 3), 0.25))
+    rows = torch.zeros(1, 8, 4, 3)
+    rows[:, 1::2] = 1.0
+    half_tb = compose_stereo(rows, rows, "half-tb")
+    assert half_tb.shape == (1, 8, 4, 3)
+    torch.testing.assert_close(half_tb, torch.full((1, 8, 4, 3), 0.5), atol=0.1, rtol=0)
+
+
+def test_layout_bad_inputs():
+    with pytest.raises(StereoInputError, match="'right' has 3 frames but 'left' has 2"):
+        compose_stereo(torch.rand(2, 4, 4, 3), torch.rand(3, 4, 4, 3))
+    with pytest.raises(StereoInputError, match="same size"):
+        compose_stereo(torch.rand(2, 4, 4, 3), torch.rand(2, 4, 6, 3))
+    with pytest.raises(StereoInputError, match="layout must be one of"):
+        compose_stereo(torch.rand(2, 4, 4, 3), torch.rand(2, 4, 4, 3), "over-under")
+
+
+def test_anaglyph_modes_give_expected_pixels():
+    left = torch.tensor([0.8, 0.4, 0.2]).view(1, 1, 1, 3)
+    right = torch.tensor([0.1, 0.6, 0.9]).view(1, 1, 1, 3)
+    luma = lambda rgb: 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    torch.testing.assert_close(anaglyph(left, right, "color")[0, 0, 0], torch.tensor([0.8, 0.6, 0.9]))
+    torch.testing.assert_close(anaglyph(left, right, "half-color")[0, 0, 0],
+                               torch.tensor([luma(left[0, 0, 0]), 0.6, 0.9]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(anaglyph(left, right, "gray")[0, 0, 0],
+                               torch.tensor([luma(left[0, 0, 0])] + [luma(right[0, 0, 0])] * 2), atol=1e-3, rtol=0)
+
+
+def test_dubois_is_computed_in_linear_light():
+    def to_linear(v):
+        return torch.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+    def to_srgb(v):
+        return torch.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
+
+    left = torch.tensor([0.8, 0.4, 0.2])
+    right = torch.tensor([0.1, 0.6, 0.9])
+    matrix_left = torch.tensor([[0.456, 0.500, 0.176], [-0.040, -0.038, -0.016], [-0.015, -0.021, -0.005]])
+    matrix_right = torch.tensor([[-0.043, -0.088, -0.002], [0.378, 0.734, -0.018], [-0.072, -0.113, 1.226]])
+    expected = to_srgb((matrix_left @ to_linear(left) + matrix_right @ to_linear(right)).clamp(0, 1))
+    got = anaglyph(left.view(1, 1, 1, 3), right.view(1, 1, 1, 3), "dubois")[0, 0, 0]
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
+
+
+def test_splat_grid_round_trip_and_layout():
+    left, vis, warped = (torch.rand(3, 4, 6, 3) for _ in range(3))
+    occlusion = torch.rand(3, 4, 6)
+    grid = compose_splat_grid(left, vis, occlusion, warped)
+    assert grid.shape == (3, 8, 12, 3)
+    assert torch.equal(grid[:, 4:, :6, 1], occlusion)  # grey bottom-left tile
+    parts = split_splat_grid(grid)
+    assert torch.equal(parts["left"], left) and torch.equal(parts["depth_vis"], vis)
+    assert torch.equal(parts["warped"], warped)
+    torch.testing.assert_close(parts["occlusion"], occlusion)
+
+
+def test_split_rejects_grids_that_cannot_be_2x2():
+    with pytest.raises(StereoInputError, match="even width and height.*13x8"):
+        split_splat_grid(torch.rand(2, 8, 13, 3))
+
+
+def test_mask_threshold_dilate_feather():
+    mask = torch.zeros(1, 9, 9)
+    mask[0, 4, 4] = 0.7
+    mask[0, 0, 0] = 0.2
+    binary = refine_mask(mask, threshold=0.5)
+    assert binary.sum() == 1 and binary[0, 4, 4] == 1
+    dilated = refine_mask(mask, threshold=0.5, dilate=1)
+    assert dilated.sum() == 9 and torch.all(dilated[0, 3:6, 3:6] == 1)
+    feathered = refine_mask(mask, threshold=0.5, dilate=1, feather=1.0)
+    assert torch.all(feathered[0, 3:6, 3:6] == 1)  # holes stay holes
+    assert 0 < feathered[0, 2, 4] < 1 and feathered[0, 0, 8] < feathered[0, 2, 4]
+    assert torch.equal(refine_mask(mask), mask)  # all off: unchanged
+    with pytest.raises(StereoInputError, match="dilate and feather must be >= 0"):
+        refine_mask(mask, dilate=-1)
+
+
+def test_depth_pictures():
+    depth = torch.linspace(0, 1, 256).view(1, 1, 256).expand(2, 3, 256)
+    grey = visualize_depth(depth, "gray")
+    torch.testing.assert_close(grey[..., 0], depth)
+    coloured = visualize_depth(depth, "inferno")
+    torch.testing.assert_close(coloured[0, 0], torch.tensor(INFERNO))
+    assert coloured[0, 0, 0].sum() < 0.1 and coloured[0, 0, -1].sum() > 2.5  # dark far, bright near
