@@ -1,0 +1,13 @@
+"""Lets tests use tools/build_workflows.py's node definitions (one reader of INPUT_TYPES / object_info)."""
+
+import importlib.util
+from pathlib import Path
+
+_PATH = Path(__file__).resolve().parents[1] / "tools" / "build_workflows.py"
+_spec = importlib.util.spec_from_file_location("build_workflows", _PATH)
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+
+definition = _module.definition
+PACK = _module.PACK
+SNAPSHOT = _module.SNAPSHOT
