@@ -1,6 +1,6 @@
 """Everything this pack takes from ComfyUI, in one place.
 
-Inside ComfyUI these use its model management, progress bar and model folders;
+Inside ComfyUI these use its device choice, progress bar and Cancel button;
 without ComfyUI (tests, scripts) they fall back to plain torch behaviour, so the
 nodes import and run anywhere.
 """
@@ -17,34 +17,11 @@ except ImportError:
     _comfy_utils = None
 
 
-def in_comfyui() -> bool:
-    return _mm is not None
-
-
 def compute_device() -> torch.device:
     """Where the work runs: ComfyUI's device, else CUDA when present, else the CPU."""
     if _mm is not None:
         return _mm.get_torch_device()
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def offload_device() -> torch.device:
-    if _mm is not None:
-        return _mm.unet_offload_device()
-    return torch.device("cpu")
-
-
-def free_memory(bytes_needed: int, device: torch.device) -> None:
-    """Ask ComfyUI to unload other models until `bytes_needed` are free on `device`."""
-    if _mm is not None:
-        _mm.free_memory(bytes_needed, device)
-
-
-def soft_empty_cache() -> None:
-    if _mm is not None:
-        _mm.soft_empty_cache()
-    elif torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def check_interrupted() -> None:
@@ -69,6 +46,3 @@ class Progress:
         self.done = min(int(done), self.total)
         if self._bar is not None:
             self._bar.update_absolute(self.done, self.total)
-
-    def tick(self, steps: int = 1) -> None:
-        self(self.done + steps)

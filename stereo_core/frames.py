@@ -87,14 +87,6 @@ def frame_batches(frames: int, batch: int = DEFAULT_BATCH_FRAMES) -> Iterator[sl
         yield slice(start, min(start + batch, frames))
 
 
-def broadcast_frames(clip: torch.Tensor, batch: slice) -> torch.Tensor:
-    """The frames of `batch`, where a one-frame clip stands for every frame."""
-    if clip.shape[0] == 1:
-        count = len(range(*batch.indices(batch.stop)))
-        return clip[:1].expand(count, *clip.shape[1:])
-    return clip[batch]
-
-
 def depth_channel(depth: torch.Tensor) -> torch.Tensor:
     """[T, H, W] depth from a depth clip [T, H, W, C] (mean of the channels) or [T, H, W]."""
     return depth.float().mean(dim=-1) if depth.ndim == 4 else depth.float()
