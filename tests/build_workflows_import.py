@@ -9,5 +9,4 @@ _module = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_module)
 
 definition = _module.definition
-PACK = _module.PACK
-SNAPSHOT = _module.SNAPSHOT
+optional_inputs = _module.optional_inputs

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from build_workflows_import import definition  # noqa: F401  (see below)
+from build_workflows_import import definition, optional_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -61,14 +61,6 @@ def test_workflow_matches_node_definitions(path):
         node = nodes[node_id]
         linked = {entry["name"] for entry in node["inputs"] if entry.get("link") is not None}
         required = [name for name, kind, _, is_widget in inputs if not is_widget]
-        optional_ok = _optional_inputs(node["type"])
-        missing = [name for name in required if name not in linked and name not in optional_ok]
+        missing = [name for name in required if name not in linked and name not in optional_inputs(node["type"])]
         assert not missing, f"{path.name}: {node['type']} has unconnected inputs {missing}"
 
-
-def _optional_inputs(node_type):
-    from build_workflows_import import PACK, SNAPSHOT
-
-    if node_type in PACK.NODE_CLASS_MAPPINGS:
-        return set(PACK.NODE_CLASS_MAPPINGS[node_type].INPUT_TYPES().get("optional", {}))
-    return set(SNAPSHOT[node_type]["input"].get("optional", {}))

@@ -21,6 +21,13 @@ PACK = load_pack()
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
+def optional_inputs(node_type):
+    """Names of the inputs a node can run without."""
+    if node_type in PACK.NODE_CLASS_MAPPINGS:
+        return set(PACK.NODE_CLASS_MAPPINGS[node_type].INPUT_TYPES().get("optional", {}))
+    return set(SNAPSHOT[node_type]["input"].get("optional", {}))
+
+
 def definition(node_type):
     """(ordered inputs [(name, type, options, is_widget)], outputs [(name, type)]) of a node type."""
     if node_type in PACK.NODE_CLASS_MAPPINGS:
