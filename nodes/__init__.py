@@ -1,6 +1,8 @@
 """ComfyUI face of the pack: node classes and their display names."""
 
+from .comfy_adapter import register_model_folder
 from .common import PREFIX
+from .depth_nodes import DepthCrafterDepth
 from .geometry_nodes import (
     Anaglyph,
     DepthVisualize,
@@ -10,8 +12,13 @@ from .geometry_nodes import (
     SplatGridCompose,
     SplatGridSplit,
 )
+from .model_nodes import DepthCrafterModelLoader
+
+register_model_folder()
 
 _NODES = {
+    "DepthCrafter Model Loader": DepthCrafterModelLoader,
+    "DepthCrafter Depth": DepthCrafterDepth,
     "Forward Warp Stereo": ForwardWarpStereo,
     "Occlusion Mask": OcclusionMask,
     "SBS Compose": SBSCompose,

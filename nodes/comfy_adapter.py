@@ -7,7 +7,14 @@ nodes import and run anywhere.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
+
+from ..stereo_core import model_files
+from ..stereo_core.errors import StereoInputError
+from ..stereo_core.placement import MemoryHooks
 
 try:  # pragma: no cover - exercised inside a real ComfyUI
     import comfy.model_management as _mm
@@ -46,3 +53,73 @@ class Progress:
         self.done = min(int(done), self.total)
         if self._bar is not None:
             self._bar.update_absolute(self.done, self.total)
+
+
+# --- model folders and memory ----------------------------------------------------------------
+
+try:  # pragma: no cover - exercised inside a real ComfyUI
+    import folder_paths as _folder_paths
+except ImportError:
+    _folder_paths = None
+
+# Our own models folder (models/stereocrafter/); extra_model_paths.yaml may add more under this key.
+MODEL_FOLDER_KEY = "stereocrafter"
+# Without ComfyUI (scripts, tests) the folders to search come from this environment variable.
+MODELS_ENV = "STEREOCRAFTER_MODELS"
+
+
+def register_model_folder() -> None:
+    """Register models/stereocrafter with ComfyUI, keeping paths extra_model_paths.yaml already added."""
+    if _folder_paths is None:
+        return
+    default = os.path.join(_folder_paths.models_dir, MODEL_FOLDER_KEY)
+    os.makedirs(default, exist_ok=True)
+    _folder_paths.add_model_folder_path(MODEL_FOLDER_KEY, default)
+
+
+def model_roots() -> list[Path]:
+    """Folders whose subfolders are model downloads: models/stereocrafter, then models/diffusers."""
+    if _folder_paths is not None:
+        roots = []
+        for key in (MODEL_FOLDER_KEY, "diffusers"):
+            try:
+                roots += _folder_paths.get_folder_paths(key)
+            except KeyError:
+                continue
+        return [Path(root) for root in roots]
+    return [Path(p) for p in os.environ.get(MODELS_ENV, os.path.join("models", MODEL_FOLDER_KEY)).split(os.pathsep)]
+
+
+def list_model_dirs(expected: str) -> list[str]:
+    """Model folders found in the model roots, with `expected` always first so shipped workflows validate."""
+    found = sorted({child.name for root in model_roots() if root.is_dir()
+                    for child in root.iterdir() if child.is_dir() and not child.name.startswith(".")})
+    return [expected] + [name for name in found if name != expected]
+
+
+def resolve_model_dir(name: str, kind: str) -> Path:
+    """The folder called `name` in the model roots (or `name` itself when it is a path)."""
+    if os.path.isabs(name) and os.path.isdir(name):
+        return Path(name)
+    roots = model_roots()
+    for root in roots:
+        if (root / name).is_dir():
+            return root / name
+    where = ", ".join(str(root) for root in roots) or "(no model folders registered)"
+    target = roots[0] / name if roots else Path(name)
+    raise StereoInputError(
+        f"No model folder '{name}' found (looked in: {where}). Download {model_files.TITLES[kind]} there: "
+        f"huggingface-cli download {model_files.DOWNLOADS[kind]} --local-dir \"{target}\" (see the README)."
+    )
+
+
+def memory_hooks() -> MemoryHooks:
+    """ComfyUI evicts its own models to make room for ours and empties its caches afterwards."""
+    if _mm is None:
+        return MemoryHooks()
+    return MemoryHooks(free=lambda size, device: _mm.free_memory(size, device),
+                       empty_cache=lambda device: _mm.soft_empty_cache())
+
+
+def offload_device() -> torch.device:
+    return _mm.unet_offload_device() if _mm is not None else torch.device("cpu")

@@ -52,3 +52,75 @@ def depth_clip():
     depth = (0.3 * x).expand(frames, height, width).clone()
     depth[:, 6:18, 14:26] = 0.9
     return depth.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()
+
+
+@pytest.fixture(scope="session")
+def model_tree(tmp_path_factory):
+    """Tiny random-weight models in the real download layouts (see tiny_models.py)."""
+    from tiny_models import build_model_tree
+
+    return build_model_tree(tmp_path_factory.mktemp("models") / "stereocrafter")
+
+
+@pytest.fixture
+def models_dir(model_tree, monkeypatch):
+    """Point the pack's model search (the STEREOCRAFTER_MODELS fallback used outside ComfyUI) at the tree."""
+    root = model_tree["svd"].parent
+    monkeypatch.setenv("STEREOCRAFTER_MODELS", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def depthcrafter_model(model_tree, pack):
+    """The tiny DepthCrafter model, loaded through the loader node as a user would."""
+    import os
+
+    old = os.environ.get("STEREOCRAFTER_MODELS")
+    os.environ["STEREOCRAFTER_MODELS"] = str(model_tree["svd"].parent)
+    try:
+        loader = pack.NODE_CLASS_MAPPINGS["SC3D_DepthCrafterModelLoader"]()
+        (model,) = loader.load("stable-video-diffusion-img2vid-xt-1-1", "DepthCrafter", "fp32",
+                               "offload to CPU between uses")
+    finally:
+        if old is None:
+            os.environ.pop("STEREOCRAFTER_MODELS")
+        else:
+            os.environ["STEREOCRAFTER_MODELS"] = old
+    return model
+
+
+class Cancelled(Exception):
+    """What the fake ComfyUI raises when the user presses Cancel."""
+
+
+@pytest.fixture
+def fake_comfy(pack, monkeypatch):
+    """ComfyUI's progress bar and model management, recorded: `updates` lists every bar update;
+    setting `cancel_after = n` makes the next interrupt check after n updates raise Cancelled."""
+    adapter = pack.nodes.comfy_adapter
+
+    class Comfy:
+        updates = []
+        cancel_after = None
+
+    class FakeBar:
+        def __init__(self, total):
+            pass
+
+        def update_absolute(self, value, total=None):
+            Comfy.updates.append((value, total))
+
+    class FakeModelManagement:
+        @staticmethod
+        def get_torch_device():
+            return torch.device("cpu")
+
+        @staticmethod
+        def throw_exception_if_processing_interrupted():
+            if Comfy.cancel_after is not None and len(Comfy.updates) >= Comfy.cancel_after:
+                raise Cancelled()
+
+    Comfy.model_management = FakeModelManagement
+    monkeypatch.setattr(adapter, "_comfy_utils", type("utils", (), {"ProgressBar": FakeBar}))
+    monkeypatch.setattr(adapter, "_mm", FakeModelManagement)
+    return Comfy

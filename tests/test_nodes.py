@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import Cancelled
 
 EXPECTED_NAMES = {
     "Forward Warp Stereo", "Occlusion Mask", "SBS Compose", "Anaglyph",
@@ -76,38 +77,10 @@ def test_node_errors_are_plain_messages_not_torch_tracebacks(nodes, clip, depth_
         warp.warp(clip, depth_clip, **warp_args(max_disp=-1.0))
 
 
-def test_progress_drives_comfyuis_bar_and_honours_cancel(pack, monkeypatch, clip, depth_clip):
-    adapter = pack.nodes.comfy_adapter
-    updates = []
-
-    class FakeBar:
-        def __init__(self, total):
-            self.total = total
-
-        def update_absolute(self, value, total=None):
-            updates.append((value, total))
-
-    class Cancelled(Exception):
-        pass
-
-    class FakeModelManagement:
-        cancel = False
-
-        @staticmethod
-        def get_torch_device():
-            import torch
-            return torch.device("cpu")
-
-        @classmethod
-        def throw_exception_if_processing_interrupted(cls):
-            if cls.cancel:
-                raise Cancelled()
-
-    monkeypatch.setattr(adapter, "_comfy_utils", type("utils", (), {"ProgressBar": FakeBar}))
-    monkeypatch.setattr(adapter, "_mm", FakeModelManagement)
+def test_progress_drives_comfyuis_bar_and_honours_cancel(pack, fake_comfy, clip, depth_clip):
     long_clip, long_depth = clip.repeat(3, 1, 1, 1), depth_clip.repeat(3, 1, 1, 1)  # 12 frames, 2 batches
     pack.NODE_CLASS_MAPPINGS["SC3D_ForwardWarpStereo"]().warp(long_clip, long_depth, **warp_args())
-    assert updates == [(8, 12), (12, 12)]
-    FakeModelManagement.cancel = True
+    assert fake_comfy.updates == [(8, 12), (12, 12)]
+    fake_comfy.cancel_after = 0
     with pytest.raises(Cancelled):
         pack.NODE_CLASS_MAPPINGS["SC3D_ForwardWarpStereo"]().warp(long_clip, long_depth, **warp_args())
