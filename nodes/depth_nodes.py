@@ -50,7 +50,7 @@ class DepthCrafterDepth:
             "max_res": ("INT", {"default": _DEFAULTS.max_res, "min": 64, "max": 4096, "step": 64,
                                 "tooltip": "Longest side the model works at. 1024 is the reference; 512-768 "
                                            "is much faster and uses less memory, with coarser depth."}),
-            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
+            "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                              "tooltip": "Noise seed; the same seed and settings give the same depth."}),
             "encode_chunk": ("INT", {"default": _DEFAULTS.encode_chunk, "min": 1, "max": 128,
                                      "tooltip": "Frames per CLIP/VAE encoding batch (GPU memory vs speed)."}),

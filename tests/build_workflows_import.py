@@ -10,3 +10,4 @@ _spec.loader.exec_module(_module)
 
 definition = _module.definition
 optional_inputs = _module.optional_inputs
+has_seed_control = _module.has_seed_control

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from build_workflows_import import definition, optional_inputs
+from build_workflows_import import definition, has_seed_control, optional_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
@@ -38,6 +38,8 @@ def test_workflow_matches_node_definitions(path):
             if options.get("video_upload") or options.get("image_upload"):
                 assert values.pop(0) == "image"  # the upload button
                 continue
+            if has_seed_control(name, options):
+                assert values.pop(0) in ("fixed", "increment", "decrement", "randomize")
             if kind == "COMBO":
                 assert value in options["options"], f"{node['type']}.{name}={value!r} not an option"
             if kind in ("INT", "FLOAT"):

@@ -21,6 +21,11 @@ PACK = load_pack()
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
+def has_seed_control(name, options):
+    """The frontend adds a 'control after generate' value after seed widgets."""
+    return bool(options.get("control_after_generate")) or name in ("seed", "noise_seed")
+
+
 def optional_inputs(node_type):
     """Names of the inputs a node can run without."""
     if node_type in PACK.NODE_CLASS_MAPPINGS:
@@ -69,6 +74,8 @@ class Graph:
                 values.append(widgets.get(name, options.get("default")))
                 if name == "file" and options.get("video_upload"):
                     values.append("image")  # the upload button's value, as the frontend saves it
+                if has_seed_control(name, options):
+                    values.append("fixed")  # shipped workflows reproduce their result
         entry = {
             "id": node_id, "type": node_type, "pos": list(pos), "size": list(size), "flags": {},
             "order": node_id - 1, "mode": 0,
@@ -157,5 +164,37 @@ def bring_your_own_depth():
     graph.save("bring_your_own_depth")
 
 
+def depthcrafter_depth():
+    graph = Graph()
+    graph.note(
+        "DepthCrafter video depth\n\n"
+        "1. Download the models once (README, 'Models'): stable-video-diffusion-img2vid-xt-1-1 and "
+        "DepthCrafter into ComfyUI/models/stereocrafter/, then pick them in the loader.\n"
+        "2. Load Video: your clip.\n"
+        "3. DepthCrafter Depth: max_res 1024 is the reference; 512-768 is much faster. On small cards lower "
+        "window (70) or choose 'sequential offload' in the loader.\n"
+        "4. Queue. output/depth/ gets the depth as a grey video (white = near, ready for Forward Warp Stereo "
+        "or other tools) and an inferno-coloured preview, with the source's frame rate.",
+        (0, -330), size=(560, 300))
+    video = graph.node("LoadVideo", (0, 0), {"file": "input_video.mp4"}, size=(320, 420))
+    components = graph.node("GetVideoComponents", (360, 0), size=(250, 90))
+    graph.link(video, "VIDEO", components, "video")
+    loader = graph.node("SC3D_DepthCrafterModelLoader", (0, 460), size=(400, 170))
+    depth = graph.node("SC3D_DepthCrafterDepth", (440, 160), size=(330, 360))
+    graph.link(loader, "depthcrafter_model", depth, "depthcrafter_model")
+    graph.link(components, "images", depth, "image")
+    preview = graph.node("SC3D_DepthVisualize", (820, 260), size=(300, 110))
+    graph.link(depth, "depth", preview, "depth")
+    for row, (source, output, prefix) in enumerate(((depth, "depth", "depth/depth"),
+                                                    (preview, "depth_vis", "depth/depth_inferno"))):
+        encode = graph.node("CreateVideo", (1160, 220 * row), size=(270, 100))
+        graph.link(source, output, encode, "images")
+        graph.link(components, "fps", encode, "fps")
+        save = graph.node("SaveVideo", (1470, 220 * row), {"filename_prefix": prefix}, size=(320, 130))
+        graph.link(encode, "VIDEO", save, "video")
+    graph.save("depthcrafter_depth")
+
+
 if __name__ == "__main__":
     bring_your_own_depth()
+    depthcrafter_depth()
