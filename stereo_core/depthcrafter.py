@@ -261,5 +261,6 @@ def estimate_depth(
                 depth[part] = resize_frames(decoded, height, width).cpu()
                 ticker.tick()
 
+    placement.memory.empty_cache(device)
     depth.sub_(low).div_(max(high - low, 1e-12))
     return DepthResult(depth=depth, working_size=size, input_size=(height, width), unet_calls=unet_calls)

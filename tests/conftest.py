@@ -13,7 +13,8 @@ if str(ROOT) not in sys.path:
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One thread, as CI's small runners: timings stay stable and model runs stay cheap.
+torch.set_num_threads(1)
 
 
 def load_pack():
