@@ -12,13 +12,17 @@ from .geometry_nodes import (
     SplatGridCompose,
     SplatGridSplit,
 )
-from .model_nodes import DepthCrafterModelLoader
+from .inpaint_nodes import StereoColorMatch, StereoCrafterInpaintChunked
+from .model_nodes import DepthCrafterModelLoader, StereoCrafterModelLoader
 
 register_model_folder()
 
 _NODES = {
     "DepthCrafter Model Loader": DepthCrafterModelLoader,
     "DepthCrafter Depth": DepthCrafterDepth,
+    "StereoCrafter Model Loader": StereoCrafterModelLoader,
+    "StereoCrafter Inpaint Chunked": StereoCrafterInpaintChunked,
+    "Stereo Color Match": StereoColorMatch,
     "Forward Warp Stereo": ForwardWarpStereo,
     "Occlusion Mask": OcclusionMask,
     "SBS Compose": SBSCompose,

@@ -79,3 +79,14 @@ class DepthCrafterModelLoader(_VideoDiffusionLoader):
     KIND = model_files.DEPTHCRAFTER
     RETURN_TYPES = (MODEL_TYPES[model_files.DEPTHCRAFTER],)
     RETURN_NAMES = ("depthcrafter_model",)
+
+
+class StereoCrafterModelLoader(_VideoDiffusionLoader):
+    DESCRIPTION = (
+        "Loads the StereoCrafter inpainting UNet (TencentARC/StereoCrafter, in unet_diffusers/) with the parts of "
+        "Stable Video Diffusion img2vid-xt-1-1 it needs, from models/stereocrafter or models/diffusers. Download "
+        "both yourself (see the README)."
+    )
+    KIND = model_files.STEREOCRAFTER
+    RETURN_TYPES = (MODEL_TYPES[model_files.STEREOCRAFTER],)
+    RETURN_NAMES = ("stereocrafter_model",)

@@ -9,7 +9,6 @@ host memory alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -17,6 +16,8 @@ from .errors import StereoInputError
 from .frames import check_clip, check_finite, resize_frames
 from .model_files import DEPTHCRAFTER, TITLES
 from .video_diffusion import (
+    ProgressCallback,
+    ProgressTicker,
     VideoDiffusionModel,
     added_time_ids,
     chunks,
@@ -26,7 +27,6 @@ from .video_diffusion import (
     vae_encode,
 )
 
-ProgressCallback = Callable[[int, int], None]
 
 # Working sizes are multiples of this (the UNet downsamples latents 3 times after the VAE's 8x).
 SIZE_MULTIPLE = 64
@@ -135,14 +135,6 @@ def count_unet_calls(frames: int, settings: DepthCrafterSettings) -> int:
     return len(plan_windows(frames, settings.window, settings.overlap)) * settings.steps * passes
 
 
-class _Ticker:
-    def __init__(self, callback: ProgressCallback | None, total: int):
-        self.callback, self.total, self.done = callback, total, 0
-
-    def tick(self) -> None:
-        self.done += 1
-        if self.callback is not None:
-            self.callback(self.done, self.total)
 
 
 def _model_frames(video: torch.Tensor, size: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -183,7 +175,7 @@ def estimate_depth(
     window_frames = windows[0].frames
     encode_slices = list(chunks(total_frames, settings.encode_chunk))
     decode_slices = list(chunks(total_frames, settings.decode_chunk))
-    ticker = _Ticker(progress, 2 * len(encode_slices) + len(windows) * settings.steps + len(decode_slices))
+    ticker = ProgressTicker(progress, 2 * len(encode_slices) + len(windows) * settings.steps + len(decode_slices))
     device, dtype, placement = model.device, model.dtype, model.placement
 
     with torch.no_grad():

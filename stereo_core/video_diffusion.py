@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import kornia
 import torch
@@ -21,6 +21,9 @@ from .errors import StereoInputError
 from .placement import MemoryHooks, Placement, resolve_dtype
 
 log = logging.getLogger(__name__)
+
+# progress(done, total): called after each unit of work; raising from it cancels the run.
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass
@@ -185,3 +188,18 @@ def random_normal(shape, generator: torch.Generator | None) -> torch.Tensor:
     """Standard normal noise drawn on the generator's device (drawing order defines reproducibility)."""
     device = generator.device if generator is not None else torch.device("cpu")
     return torch.randn(shape, generator=generator, device=device)
+
+
+class ProgressTicker:
+    """Counts units of work and reports each to a ProgressCallback."""
+
+    def __init__(self, callback: ProgressCallback | None, total: int):
+        self.callback, self.total, self.done = callback, total, 0
+
+    def grow(self, extra: int) -> None:
+        self.total += extra
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(self.done, self.total)

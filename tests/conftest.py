@@ -71,23 +71,31 @@ def models_dir(model_tree, monkeypatch):
     return root
 
 
-@pytest.fixture(scope="session")
-def depthcrafter_model(model_tree, pack):
-    """The tiny DepthCrafter model, loaded through the loader node as a user would."""
+def load_through_node(pack, model_tree, node_type, model_folder):
+    """A tiny model loaded through a loader node as a user would (fp32, offload placement)."""
     import os
 
     old = os.environ.get("STEREOCRAFTER_MODELS")
     os.environ["STEREOCRAFTER_MODELS"] = str(model_tree["svd"].parent)
     try:
-        loader = pack.NODE_CLASS_MAPPINGS["SC3D_DepthCrafterModelLoader"]()
-        (model,) = loader.load("stable-video-diffusion-img2vid-xt-1-1", "DepthCrafter", "fp32",
-                               "offload to CPU between uses")
+        (model,) = pack.NODE_CLASS_MAPPINGS[node_type]().load(
+            "stable-video-diffusion-img2vid-xt-1-1", model_folder, "fp32", "offload to CPU between uses")
     finally:
         if old is None:
             os.environ.pop("STEREOCRAFTER_MODELS")
         else:
             os.environ["STEREOCRAFTER_MODELS"] = old
     return model
+
+
+@pytest.fixture(scope="session")
+def depthcrafter_model(model_tree, pack):
+    return load_through_node(pack, model_tree, "SC3D_DepthCrafterModelLoader", "DepthCrafter")
+
+
+@pytest.fixture(scope="session")
+def stereocrafter_model(model_tree, pack):
+    return load_through_node(pack, model_tree, "SC3D_StereoCrafterModelLoader", "StereoCrafter")
 
 
 class Cancelled(Exception):

@@ -1,0 +1,349 @@
+"""StereoCrafter stereo inpainting: temporal chunks, spatial tiles in latent space, full frame.
+
+Follows ALGORITHM.md "Stage 2". Differences by design: the frame is padded (edge
+replicate) to the model's 64 px grid and cropped back instead of cropped to multiples of
+128; clips of any length >= 1 work; guidance exactly 1.0 skips the unconditional pass;
+inpainted frames fed to the next chunk stay float instead of 8-bit; an out-of-memory error
+retries the chunk with more tiles; optional colour matching and hole-only compositing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .color import MODES as COLOR_MODES
+from .color import match_colors
+from .errors import StereoInputError
+from .frames import check_clip, check_finite, check_frame_counts, check_mask, check_same_size
+from .mask import refine_mask
+from .model_files import STEREOCRAFTER, TITLES
+from .video_diffusion import (
+    ProgressCallback,
+    ProgressTicker,
+    VideoDiffusionModel,
+    added_time_ids,
+    chunks,
+    clip_embeddings,
+    random_normal,
+    vae_decode,
+    vae_encode,
+)
+
+log = logging.getLogger(__name__)
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+# The UNet halves latents three times, so tiles are multiples of 8 latents (64 px).
+LATENT_MULTIPLE = 8
+MAX_TILES = 8
+
+
+@dataclass(frozen=True)
+class InpaintSettings:
+    steps: int = 8
+    min_guidance: float = 1.01
+    max_guidance: float = 1.01
+    fps: float = 7.0
+    motion_bucket: float = 127.0
+    noise_aug: float = 0.0
+    frames_chunk: int = 23
+    overlap: int = 3
+    tile_num: int = 1
+    tile_overlap: int = 128  # pixels
+    encode_chunk: int = 5
+    decode_chunk: int = 2
+    color_match: str = "chunk"
+    keep_unmasked: bool = False
+    feather: int = 3  # pixels of soft edge when only the holes are replaced
+
+    @property
+    def guided(self) -> bool:
+        return not (self.min_guidance == 1.0 and self.max_guidance == 1.0)
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise StereoInputError(f"steps must be at least 1, got {self.steps}.")
+        if self.frames_chunk < 1:
+            raise StereoInputError(f"frames_chunk must be at least 1, got {self.frames_chunk}.")
+        if not 0 <= self.overlap < self.frames_chunk:
+            raise StereoInputError(
+                f"overlap ({self.overlap}) must be at least 0 and smaller than frames_chunk ({self.frames_chunk}): "
+                f"each chunk reuses that many frames of the previous one. The reference uses 23 and 3."
+            )
+        if self.tile_num < 1:
+            raise StereoInputError(f"tile_num must be at least 1, got {self.tile_num}.")
+        if self.tile_overlap < 0 or self.encode_chunk < 1 or self.decode_chunk < 1:
+            raise StereoInputError("tile_overlap must be >= 0 and encode/decode chunks at least 1 frame.")
+        if self.color_match not in COLOR_MODES:
+            raise StereoInputError(f"color_match '{self.color_match}' is not one of {', '.join(COLOR_MODES)}.")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    start: int
+    end: int
+    reused: int  # leading frames replaced by earlier output (and not output again)
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+def plan_chunks(frames: int, frames_chunk: int, overlap: int) -> list[Chunk]:
+    """The reference's chunks: starts advance by frames_chunk - overlap; the last one ends at the last frame.
+
+    As in the reference, the last chunk starts at T + overlap - frames_chunk (so it is
+    frames_chunk - overlap long) and reuses everything before the first new frame. Unlike
+    it, a clip no longer than the overlap still gets its one chunk.
+    """
+    plan: list[Chunk] = []
+    for start in range(0, frames, frames_chunk - overlap):
+        if plan and start + overlap >= frames:
+            break
+        if plan and start + frames_chunk > frames:
+            aligned = max(frames + overlap - frames_chunk, 0)
+            plan.append(Chunk(aligned, frames, start - aligned + overlap))
+        else:
+            plan.append(Chunk(start, min(start + frames_chunk, frames), overlap if plan else 0))
+        if plan[-1].end == frames:
+            break
+    return plan
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tiles along one axis, in latent units: equal sizes (multiples of 8), starts from 0 to the end."""
+
+    length: int
+    size: int
+    starts: tuple[int, ...]
+
+    def overlaps(self) -> list[int]:
+        return [self.starts[k] + self.size - self.starts[k + 1] for k in range(len(self.starts) - 1)]
+
+
+def plan_tiles(length: int, count: int, overlap: int) -> TileGrid:
+    """`count` tiles covering `length` latents with at least `overlap` shared between neighbours."""
+    if count == 1:
+        return TileGrid(length, length, (0,))
+    size = math.ceil((length + overlap * (count - 1)) / count / LATENT_MULTIPLE) * LATENT_MULTIPLE
+    if size >= length or size <= overlap:
+        raise StereoInputError(
+            f"tile_num {count} makes tiles of {size * 8} px for a {length * 8} px side with a {overlap * 8} px tile "
+            f"overlap: tiles must be larger than the overlap and smaller than the frame. Use a smaller tile_num."
+        )
+    starts = tuple(round(k * (length - size) / (count - 1)) for k in range(count))
+    return TileGrid(length, size, starts)
+
+
+def blend_tiles(tiles: list[list[torch.Tensor]], rows: TileGrid, cols: TileGrid) -> torch.Tensor:
+    """Assemble per-tile latents [..., h, w] into one, cross-fading linearly across each overlap.
+
+    torch.lerp keeps equal values exactly, so tiles that agree assemble to the same values.
+    """
+    def fade(length: int, like: torch.Tensor, dim: int) -> torch.Tensor:
+        weight = torch.arange(length, dtype=like.dtype, device=like.device) / max(length, 1)
+        shape = [1] * like.ndim
+        shape[dim] = length
+        return weight.view(shape)
+
+    def join(parts: list[torch.Tensor], grid: TileGrid, dim: int) -> torch.Tensor:
+        result = parts[0]
+        for k, part in enumerate(parts[1:]):
+            shared = grid.overlaps()[k]
+            kept = result.narrow(dim, 0, result.shape[dim] - shared)
+            mixed = torch.lerp(result.narrow(dim, result.shape[dim] - shared, shared),
+                               part.narrow(dim, 0, shared), fade(shared, part, dim))
+            result = torch.cat([kept, mixed, part.narrow(dim, shared, part.shape[dim] - shared)], dim=dim)
+        return result
+
+    return join([join(row, cols, -1) for row in tiles], rows, -2)
+
+
+@dataclass
+class InpaintResult:
+    frames: torch.Tensor  # [T, H, W, 3] on the CPU
+    unet_calls: int
+    chunks: list[Chunk]
+    tile_num_used: int
+
+
+
+
+class _Denoiser:
+    """Denoises one chunk tile: [n, 3, h, w] warped frames + [n, 1, h, w] mask -> latents [n, 4, h/8, w/8]."""
+
+    def __init__(self, model: VideoDiffusionModel, settings: InpaintSettings, generator, ticker: ProgressTicker):
+        self.model, self.settings, self.generator, self.ticker = model, settings, generator, ticker
+        self.unet_calls = 0
+        self.time_ids = added_time_ids(settings.fps - 1, settings.motion_bucket, settings.noise_aug,
+                                       model.device, model.dtype)  # SVD is conditioned on fps - 1
+
+    def __call__(self, frames: torch.Tensor, mask: torch.Tensor, latents: torch.Tensor | None) -> torch.Tensor:
+        model, settings, device, dtype = self.model, self.settings, self.model.device, self.model.dtype
+        count = frames.shape[0]
+        with model.placement.use(model.image_encoder):
+            embedding = clip_embeddings(model, frames[:1]).to(dtype).unsqueeze(0)  # first frame only
+        noise = random_normal(frames.shape, self.generator).to(device)
+        frames = frames + settings.noise_aug * noise
+        with model.placement.use(model.vae):
+            frame_latents = torch.cat([vae_encode(model, frames[part]) for part in chunks(count, settings.encode_chunk)])
+        frame_latents = frame_latents.to(dtype).unsqueeze(0)
+        factor = model.vae_scale_factor
+        mask = F.interpolate((mask >= 0.5).to(dtype), scale_factor=1 / factor, mode="nearest").unsqueeze(0)
+
+        scheduler = model.new_scheduler()
+        scheduler.set_timesteps(settings.steps, device=device)
+        shape = (count, model.latent_channels, frames.shape[-2] // factor, frames.shape[-1] // factor)
+        if latents is None:
+            latents = random_normal(shape, self.generator)
+        elif tuple(latents.shape[-4:]) != shape:
+            raise StereoInputError(f"latents must be shaped {shape} for this chunk, got {tuple(latents.shape)}.")
+        sample = latents.reshape(shape).float().to(device) * scheduler.init_noise_sigma
+        guidance = torch.linspace(settings.min_guidance, settings.max_guidance, count, device=device).view(-1, 1, 1, 1)
+
+        with model.placement.use(model.unet) as unet:
+            def predict(scaled, conditioning, image_embedding, t):
+                self.unet_calls += 1
+                unet_input = torch.cat([scaled.to(dtype).unsqueeze(0), *conditioning], dim=2)
+                return unet(unet_input, t, encoder_hidden_states=image_embedding, added_time_ids=self.time_ids,
+                            return_dict=False)[0][0].float()
+
+            for t in scheduler.timesteps:
+                scaled = scheduler.scale_model_input(sample, t)
+                prediction = predict(scaled, (frame_latents, mask), embedding, t)
+                if settings.guided:
+                    unconditional = predict(scaled, (torch.zeros_like(frame_latents), torch.zeros_like(mask)),
+                                            torch.zeros_like(embedding), t)
+                    prediction = unconditional + guidance * (prediction - unconditional)
+                sample = scheduler.step(prediction, t, sample).prev_sample
+                self.ticker.tick()
+        return sample
+
+
+def _pad_to_grid(frames: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Edge-replicate [n, C, H, W] up to multiples of `multiple` (cropped off again after decoding)."""
+    height, width = frames.shape[-2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    if pad_h == 0 and pad_w == 0:
+        return frames
+    return F.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")
+
+
+def _tiled_latents(denoise: _Denoiser, frames, mask, tile_num: int, tile_overlap: int, latents) -> torch.Tensor:
+    factor = denoise.model.vae_scale_factor
+    rows = plan_tiles(frames.shape[-2] // factor, tile_num, tile_overlap // factor)
+    cols = plan_tiles(frames.shape[-1] // factor, tile_num, tile_overlap // factor)
+    tiles = []
+    for top in rows.starts:
+        row = []
+        for left in cols.starts:
+            window = (slice(None), slice(None), slice(top * factor, (top + rows.size) * factor),
+                      slice(left * factor, (left + cols.size) * factor))
+            tile_latents = None if latents is None else \
+                latents[..., top:top + rows.size, left:left + cols.size]
+            row.append(denoise(frames[window], mask[window], tile_latents).cpu())
+        tiles.append(row)
+    return blend_tiles(tiles, rows, cols)
+
+
+def _more_tiles(size: tuple[int, int], tile_num: int, tile_overlap: int, factor: int) -> int:
+    """The next tile count to try after running out of memory, or a clear error when none is left."""
+    try:
+        if tile_num < MAX_TILES:
+            for side in size:
+                plan_tiles(side // factor, tile_num + 1, tile_overlap // factor)
+            return tile_num + 1
+    except StereoInputError:
+        pass
+    raise StereoInputError(
+        f"Out of GPU memory even with {tile_num}x{tile_num} tiles. Lower frames_chunk, choose 'sequential offload' "
+        f"in the StereoCrafter Model Loader, or work on a smaller video.") from None
+
+
+def inpaint_clip(
+    model: VideoDiffusionModel,
+    warped: torch.Tensor,
+    mask: torch.Tensor,
+    settings: InpaintSettings = InpaintSettings(),
+    left: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    latents: torch.Tensor | None = None,
+    progress: ProgressCallback | None = None,
+) -> InpaintResult:
+    """Fill the holes (mask = 1) of the warped right view [T, H, W, 3]; returns frames of the same size.
+
+    `left` (optional, same size) is the colour reference for `color_match`; without it the
+    warped view's own non-hole pixels (the left eye's colours) are used. `latents` optionally
+    give the initial noise of the first chunk ([frames, 4, H/8, W/8] at the padded size).
+    """
+    if getattr(model, "kind", None) != STEREOCRAFTER:
+        got = TITLES.get(getattr(model, "kind", None), type(model).__name__)
+        raise StereoInputError(f"StereoCrafter Inpaint needs a StereoCrafter model, but a {got} model is connected. "
+                               f"Connect the StereoCrafter Model Loader.")
+    warped = check_clip(warped, "warped")
+    mask = check_mask(mask, "mask")
+    check_frame_counts(warped.shape[0], mask.shape[0], "warped", "mask", broadcast_one=False)
+    check_same_size(warped, mask.unsqueeze(-1), "warped", "mask")
+    check_finite(warped, "warped")
+    check_finite(mask, "mask")
+    if left is not None:
+        left = check_clip(left, "left")
+        check_frame_counts(warped.shape[0], left.shape[0], "warped", "left", broadcast_one=False)
+        check_same_size(warped, left, "warped", "left")
+    settings.check()
+    low, high = float(mask.min()), float(mask.max())
+    if low < 0 or high > 1:
+        log.warning("mask values span %.3g..%.3g; clamped to 0..1 (1 = hole to fill).", low, high)
+        mask = mask.clamp(0, 1)
+    if generator is None and seed is not None:
+        generator = torch.Generator().manual_seed(int(seed))
+
+    total, height, width, _ = warped.shape
+    plan = plan_chunks(total, settings.frames_chunk, settings.overlap)
+    tile_num = settings.tile_num
+    ticker = ProgressTicker(progress, len(plan) * tile_num * tile_num * settings.steps)
+    denoise = _Denoiser(model, settings, generator, ticker)
+    grid = model.vae_scale_factor * LATENT_MULTIPLE
+    device = model.device
+    output = torch.empty_like(warped, dtype=torch.float32)
+
+    with torch.no_grad():
+        for index, chunk in enumerate(plan):
+            frames = warped[chunk.start:chunk.end].float().clone()
+            if chunk.reused:
+                frames[:chunk.reused] = output[chunk.start:chunk.start + chunk.reused]
+            pixels = _pad_to_grid(frames.permute(0, 3, 1, 2).to(device) * 2 - 1, grid)
+            holes = _pad_to_grid(mask[chunk.start:chunk.end].float().unsqueeze(1).to(device), grid)
+            chunk_latents = latents if index == 0 else None
+            decode_chunk = settings.decode_chunk
+            while True:
+                try:
+                    result = _tiled_latents(denoise, pixels, holes, tile_num, settings.tile_overlap, chunk_latents)
+                    break
+                except OutOfMemoryError:
+                    model.placement.memory.empty_cache(device)
+                    tile_num = _more_tiles(pixels.shape[-2:], tile_num, settings.tile_overlap, model.vae_scale_factor)
+                    decode_chunk = max(1, decode_chunk // 2)
+                    ticker.grow((len(plan) - index) * (tile_num ** 2 - (tile_num - 1) ** 2) * settings.steps)
+                    log.warning("Out of GPU memory: retrying chunk %d with %dx%d tiles.", index + 1, tile_num,
+                                tile_num)
+            with model.placement.use(model.vae):
+                decoded = torch.cat([vae_decode(model, result[part].to(device))[..., :height, :width].cpu()
+                                     for part in chunks(result.shape[0], decode_chunk)])
+            output[chunk.start + chunk.reused:chunk.end] = decoded[chunk.reused:].permute(0, 2, 3, 1)
+            model.placement.memory.empty_cache(device)
+
+    if settings.color_match != "off":
+        reference = left if left is not None else warped
+        output = match_colors(output, reference, mask=mask, mode=settings.color_match,
+                              group=settings.frames_chunk - settings.overlap)
+    if settings.keep_unmasked:
+        blend = refine_mask(mask, threshold=0.5, dilate=0, feather=settings.feather).unsqueeze(-1)
+        output = torch.lerp(warped.float(), output, blend)
+    return InpaintResult(frames=output, unet_calls=denoise.unet_calls, chunks=plan, tile_num_used=tile_num)
