@@ -220,3 +220,23 @@ def test_inpaint_node_and_its_progress(nodes, stereocrafter_model, fake_comfy):
 
     with pytest.raises(Cancelled):
         node.inpaint(stereocrafter_model, warped, mask, **args)
+
+
+def test_stereocrafter_loader_errors_name_the_folders(nodes, models_dir):
+    loader = nodes["SC3D_StereoCrafterModelLoader"]()
+    with pytest.raises(ValueError) as error:
+        loader.load("stable-video-diffusion-img2vid-xt-1-1", "DepthCrafter", "fp32", "keep on GPU")
+    message = str(error.value)
+    assert "It looks like the DepthCrafter download" in message
+    assert "unet_diffusers/config.json" in message and "TencentARC/StereoCrafter" in message
+
+
+def test_color_match_node(nodes):
+    generator = torch.Generator().manual_seed(1)
+    reference = torch.rand(3, 8, 8, 3, generator=generator)
+    drifted = (reference * 0.7 + 0.2).clamp(0, 1)
+    (matched,) = nodes["SC3D_StereoColorMatch"]().match(drifted, reference, "frame", 20, 1.0)
+    assert matched.shape == drifted.shape
+    assert (matched - reference).abs().mean() < 0.3 * (drifted - reference).abs().mean()
+    (unchanged,) = nodes["SC3D_StereoColorMatch"]().match(drifted, reference, "clip", 20, 0.0)
+    assert torch.equal(unchanged, drifted)

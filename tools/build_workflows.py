@@ -195,6 +195,42 @@ def depthcrafter_depth():
     graph.save("depthcrafter_depth")
 
 
+def full_pipeline():
+    graph = Graph()
+    graph.note(
+        "2D to 3D: the full StereoCrafter pipeline\n\n"
+        "1. Download the models once (README, 'Models'): stable-video-diffusion-img2vid-xt-1-1, DepthCrafter "
+        "and StereoCrafter into ComfyUI/models/stereocrafter/, then pick them in the two loaders.\n"
+        "2. Load Video: your clip.\n"
+        "3. DepthCrafter Depth: max_res 1024 is the reference; 512-768 is much faster.\n"
+        "4. Forward Warp Stereo: max_disp sets the 3D strength (20 px = the reference), convergence the screen "
+        "plane.\n"
+        "5. StereoCrafter Inpaint Chunked fills the holes. Out of GPU memory? Raise tile_num, lower frames_chunk, "
+        "or choose 'sequential offload' in the loaders.\n"
+        "6. Queue. output/stereo3d/ gets a full side-by-side video and a red/cyan anaglyph with the source's "
+        "frame rate and audio.",
+        (0, -380), size=(600, 340))
+    video = graph.node("LoadVideo", (0, 0), {"file": "input_video.mp4"}, size=(320, 420))
+    components = graph.node("GetVideoComponents", (360, 0), size=(250, 90))
+    graph.link(video, "VIDEO", components, "video")
+    depth_loader = graph.node("SC3D_DepthCrafterModelLoader", (0, 460), size=(400, 170))
+    depth = graph.node("SC3D_DepthCrafterDepth", (440, 140), size=(330, 360))
+    graph.link(depth_loader, "depthcrafter_model", depth, "depthcrafter_model")
+    graph.link(components, "images", depth, "image")
+    warp = graph.node("SC3D_ForwardWarpStereo", (810, 140), size=(330, 230))
+    graph.link(components, "images", warp, "image")
+    graph.link(depth, "depth", warp, "depth")
+    inpaint_loader = graph.node("SC3D_StereoCrafterModelLoader", (440, 560), size=(400, 170))
+    inpaint = graph.node("SC3D_StereoCrafterInpaintChunked", (1180, 140), size=(340, 400))
+    graph.link(inpaint_loader, "stereocrafter_model", inpaint, "stereocrafter_model")
+    graph.link(warp, "right", inpaint, "warped")
+    graph.link(warp, "occlusion", inpaint, "mask")
+    graph.link(components, "images", inpaint, "left")
+    save_stereo_outputs(graph, (components, "images"), (inpaint, "right"), components, 1560, 0)
+    graph.save("full_pipeline")
+
+
 if __name__ == "__main__":
     bring_your_own_depth()
     depthcrafter_depth()
+    full_pipeline()
