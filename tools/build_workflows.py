@@ -136,6 +136,18 @@ def save_stereo_outputs(graph, left, right, components, x, y):
         graph.link(video, "VIDEO", save, "video")
 
 
+def video_with_depthcrafter(graph):
+    """Core Load Video and DepthCrafter on its frames: (components node, depth node)."""
+    video = graph.node("LoadVideo", (0, 0), {"file": "input_video.mp4"}, size=(320, 420))
+    components = graph.node("GetVideoComponents", (360, 0), size=(250, 90))
+    graph.link(video, "VIDEO", components, "video")
+    loader = graph.node("SC3D_DepthCrafterModelLoader", (0, 460), size=(400, 170))
+    depth = graph.node("SC3D_DepthCrafterDepth", (440, 140), size=(330, 360))
+    graph.link(loader, "depthcrafter_model", depth, "depthcrafter_model")
+    graph.link(components, "images", depth, "image")
+    return components, depth
+
+
 def bring_your_own_depth():
     graph = Graph()
     graph.note(
@@ -176,13 +188,7 @@ def depthcrafter_depth():
         "4. Queue. output/depth/ gets the depth as a grey video (white = near, ready for Forward Warp Stereo "
         "or other tools) and an inferno-coloured preview, with the source's frame rate.",
         (0, -330), size=(560, 300))
-    video = graph.node("LoadVideo", (0, 0), {"file": "input_video.mp4"}, size=(320, 420))
-    components = graph.node("GetVideoComponents", (360, 0), size=(250, 90))
-    graph.link(video, "VIDEO", components, "video")
-    loader = graph.node("SC3D_DepthCrafterModelLoader", (0, 460), size=(400, 170))
-    depth = graph.node("SC3D_DepthCrafterDepth", (440, 160), size=(330, 360))
-    graph.link(loader, "depthcrafter_model", depth, "depthcrafter_model")
-    graph.link(components, "images", depth, "image")
+    components, depth = video_with_depthcrafter(graph)
     preview = graph.node("SC3D_DepthVisualize", (820, 260), size=(300, 110))
     graph.link(depth, "depth", preview, "depth")
     for row, (source, output, prefix) in enumerate(((depth, "depth", "depth/depth"),
@@ -210,13 +216,7 @@ def full_pipeline():
         "6. Queue. output/stereo3d/ gets a full side-by-side video and a red/cyan anaglyph with the source's "
         "frame rate and audio.",
         (0, -380), size=(600, 340))
-    video = graph.node("LoadVideo", (0, 0), {"file": "input_video.mp4"}, size=(320, 420))
-    components = graph.node("GetVideoComponents", (360, 0), size=(250, 90))
-    graph.link(video, "VIDEO", components, "video")
-    depth_loader = graph.node("SC3D_DepthCrafterModelLoader", (0, 460), size=(400, 170))
-    depth = graph.node("SC3D_DepthCrafterDepth", (440, 140), size=(330, 360))
-    graph.link(depth_loader, "depthcrafter_model", depth, "depthcrafter_model")
-    graph.link(components, "images", depth, "image")
+    components, depth = video_with_depthcrafter(graph)
     warp = graph.node("SC3D_ForwardWarpStereo", (810, 140), size=(330, 230))
     graph.link(components, "images", warp, "image")
     graph.link(depth, "depth", warp, "depth")
