@@ -70,6 +70,11 @@ def resolve_dtype(choice: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """'cuda' and 'cuda:0' are the same place (an unindexed device means the first one)."""
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
+
+
 def _move_own_tensors(module: torch.nn.Module, device: torch.device) -> None:
     """Move the parameters and buffers held directly by `module` (not its children)."""
     for tensors in (module._parameters, module._buffers):
@@ -91,7 +96,7 @@ class Placement:
             raise StereoInputError(f"offload policy '{self.policy}' is not one of {', '.join(POLICIES)}.")
         self.device = torch.device(self.device)
         # On the CPU there is nowhere to offload to; every policy means "stay put".
-        if self.device == torch.device(self.offload_device):
+        if same_device(self.device, torch.device(self.offload_device)):
             self.policy = "keep"
 
     def _install_sequential_hooks(self, module: torch.nn.Module) -> None:
@@ -110,7 +115,7 @@ class Placement:
                 self._install_sequential_hooks(module)
             yield module
             return
-        on_device = next(module.parameters()).device == self.device
+        on_device = same_device(next(module.parameters()).device, self.device)
         if not on_device:
             self.memory.free(module_bytes(module), self.device)
             module.to(self.device)

@@ -157,3 +157,9 @@ def test_placement_on_the_cpu_keeps_parts_where_they_are():
     assert chosen.policy == "keep"
     with pytest.raises(ValueError, match="offload policy 'somewhere' is not one of keep, offload, sequential"):
         placement.Placement(device=torch.device("cpu"), policy="somewhere")
+
+
+def test_unindexed_and_indexed_devices_are_the_same_place():
+    assert placement.same_device(torch.device("cuda"), torch.device("cuda:0"))
+    assert not placement.same_device(torch.device("cuda:1"), torch.device("cuda"))
+    assert not placement.same_device(torch.device("cpu"), torch.device("cuda"))
