@@ -14,7 +14,7 @@ import torch
 
 from .errors import StereoInputError
 from .frames import check_clip, check_finite, resize_frames
-from .model_files import DEPTHCRAFTER, TITLES
+from .model_files import DEPTHCRAFTER
 from .video_diffusion import (
     ProgressCallback,
     ProgressTicker,
@@ -23,6 +23,8 @@ from .video_diffusion import (
     chunks,
     clip_embeddings,
     random_normal,
+    require_kind,
+    seeded,
     vae_decode,
     vae_encode,
 )
@@ -157,15 +159,11 @@ def estimate_depth(
     `generator` (or `seed`) fixes the noise; `latents` optionally gives the initial noise of the
     first window ([frames, 4, h/8, w/8], unit variance), as diffusers pipelines take it.
     """
-    if getattr(model, "kind", None) != DEPTHCRAFTER:
-        got = TITLES.get(getattr(model, "kind", None), type(model).__name__)
-        raise StereoInputError(f"DepthCrafter Depth needs a DepthCrafter model, but a {got} model is connected. "
-                               f"Connect the DepthCrafter Model Loader.")
+    require_kind(model, DEPTHCRAFTER, "DepthCrafter Depth")
     video = check_clip(video, "image")
     check_finite(video, "image")
     settings.check()
-    if generator is None and seed is not None:
-        generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded(generator, seed)
 
     total_frames, height, width, _ = video.shape
     size = working_size(height, width, settings.max_res)

@@ -21,7 +21,7 @@ from .color import match_colors
 from .errors import StereoInputError
 from .frames import check_clip, check_finite, check_frame_counts, check_mask, check_same_size
 from .mask import refine_mask
-from .model_files import STEREOCRAFTER, TITLES
+from .model_files import STEREOCRAFTER
 from .video_diffusion import (
     ProgressCallback,
     ProgressTicker,
@@ -30,6 +30,8 @@ from .video_diffusion import (
     chunks,
     clip_embeddings,
     random_normal,
+    require_kind,
+    seeded,
     vae_decode,
     vae_encode,
 )
@@ -172,8 +174,6 @@ class InpaintResult:
     tile_num_used: int
 
 
-
-
 class _Denoiser:
     """Denoises one chunk tile: [n, 3, h, w] warped frames + [n, 1, h, w] mask -> latents [n, 4, h/8, w/8]."""
 
@@ -282,10 +282,7 @@ def inpaint_clip(
     warped view's own non-hole pixels (the left eye's colours) are used. `latents` optionally
     give the initial noise of the first chunk ([frames, 4, H/8, W/8] at the padded size).
     """
-    if getattr(model, "kind", None) != STEREOCRAFTER:
-        got = TITLES.get(getattr(model, "kind", None), type(model).__name__)
-        raise StereoInputError(f"StereoCrafter Inpaint needs a StereoCrafter model, but a {got} model is connected. "
-                               f"Connect the StereoCrafter Model Loader.")
+    require_kind(model, STEREOCRAFTER, "StereoCrafter Inpaint")
     warped = check_clip(warped, "warped")
     mask = check_mask(mask, "mask")
     check_frame_counts(warped.shape[0], mask.shape[0], "warped", "mask", broadcast_one=False)
@@ -301,8 +298,7 @@ def inpaint_clip(
     if low < 0 or high > 1:
         log.warning("mask values span %.3g..%.3g; clamped to 0..1 (1 = hole to fill).", low, high)
         mask = mask.clamp(0, 1)
-    if generator is None and seed is not None:
-        generator = torch.Generator().manual_seed(int(seed))
+    generator = seeded(generator, seed)
 
     total, height, width, _ = warped.shape
     plan = plan_chunks(total, settings.frames_chunk, settings.overlap)

@@ -146,6 +146,23 @@ def load_video_diffusion(
 # --- operations shared by the DepthCrafter and StereoCrafter pipelines -------------------------
 
 
+def require_kind(model, kind: str, node: str) -> None:
+    """Refuse a model of the other kind (or no model) with the loader to connect instead."""
+    actual = getattr(model, "kind", None)
+    if actual != kind:
+        got = model_files.TITLES.get(actual, type(model).__name__)
+        title = model_files.TITLES[kind]
+        raise StereoInputError(f"{node} needs a {title} model, but a {got} model is connected. "
+                               f"Connect the {title} Model Loader.")
+
+
+def seeded(generator: torch.Generator | None, seed: int | None) -> torch.Generator | None:
+    """The generator to draw noise from: the given one, else a CPU generator seeded with `seed`."""
+    if generator is None and seed is not None:
+        return torch.Generator().manual_seed(int(seed))
+    return generator
+
+
 def chunks(count: int, size: int) -> Iterator[slice]:
     for start in range(0, count, size):
         yield slice(start, min(start + size, count))

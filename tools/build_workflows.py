@@ -118,6 +118,25 @@ class Graph:
         print("wrote", path.relative_to(ROOT))
 
 
+def load_video(graph, file, pos, title=None):
+    """Core Load Video and Get Video Components: the components node (images, audio, fps)."""
+    video = graph.node("LoadVideo", pos, {"file": file}, title=title, size=(320, 420))
+    components = graph.node("GetVideoComponents", (pos[0] + 360, pos[1]), size=(250, 90))
+    graph.link(video, "VIDEO", components, "video")
+    return components
+
+
+def save_video(graph, images, components, prefix, x, y, audio=True):
+    """Create Video (the source's fps, and its audio unless audio=False) and Save Video under `prefix`."""
+    video = graph.node("CreateVideo", (x, y), size=(270, 100))
+    graph.link(images[0], images[1], video, "images")
+    graph.link(components, "fps", video, "fps")
+    if audio:
+        graph.link(components, "audio", video, "audio")
+    save = graph.node("SaveVideo", (x + 320, y), {"filename_prefix": prefix}, size=(320, 130))
+    graph.link(video, "VIDEO", save, "video")
+
+
 def save_stereo_outputs(graph, left, right, components, x, y):
     """SBS + anaglyph of (left, right), each to an mp4 with the source's fps and audio."""
     sbs = graph.node("SC3D_SBSCompose", (x, y))
@@ -128,19 +147,12 @@ def save_stereo_outputs(graph, left, right, components, x, y):
     graph.link(right[0], right[1], red_cyan, "right")
     for row, (source, output, prefix) in enumerate(((sbs, "stereo", "stereo3d/sbs"),
                                                     (red_cyan, "anaglyph", "stereo3d/anaglyph"))):
-        video = graph.node("CreateVideo", (x + 380, y + 220 * row), size=(270, 100))
-        graph.link(source, output, video, "images")
-        graph.link(components, "fps", video, "fps")
-        graph.link(components, "audio", video, "audio")
-        save = graph.node("SaveVideo", (x + 700, y + 220 * row), {"filename_prefix": prefix}, size=(320, 130))
-        graph.link(video, "VIDEO", save, "video")
+        save_video(graph, (source, output), components, prefix, x + 380, y + 220 * row)
 
 
 def video_with_depthcrafter(graph):
     """Core Load Video and DepthCrafter on its frames: (components node, depth node)."""
-    video = graph.node("LoadVideo", (0, 0), {"file": "input_video.mp4"}, size=(320, 420))
-    components = graph.node("GetVideoComponents", (360, 0), size=(250, 90))
-    graph.link(video, "VIDEO", components, "video")
+    components = load_video(graph, "input_video.mp4", (0, 0))
     loader = graph.node("SC3D_DepthCrafterModelLoader", (0, 460), size=(400, 170))
     depth = graph.node("SC3D_DepthCrafterDepth", (440, 140), size=(330, 360))
     graph.link(loader, "depthcrafter_model", depth, "depthcrafter_model")
@@ -162,13 +174,8 @@ def bring_your_own_depth():
         "The right eye still has holes (black) where the background was hidden: use the full pipeline "
         "workflow to inpaint them with StereoCrafter.",
         (0, -320), size=(520, 290))
-    video = graph.node("LoadVideo", (0, 0), {"file": "input_video.mp4"}, title="Load Video (left eye)", size=(320, 420))
-    components = graph.node("GetVideoComponents", (360, 0), size=(250, 90))
-    graph.link(video, "VIDEO", components, "video")
-    depth_video = graph.node("LoadVideo", (0, 460), {"file": "input_depth.mp4"}, title="Load Video (depth)",
-                             size=(320, 420))
-    depth_components = graph.node("GetVideoComponents", (360, 460), size=(250, 90))
-    graph.link(depth_video, "VIDEO", depth_components, "video")
+    components = load_video(graph, "input_video.mp4", (0, 0), title="Load Video (left eye)")
+    depth_components = load_video(graph, "input_depth.mp4", (0, 460), title="Load Video (depth)")
     warp = graph.node("SC3D_ForwardWarpStereo", (660, 120), size=(330, 230))
     graph.link(components, "images", warp, "image")
     graph.link(depth_components, "images", warp, "depth")
@@ -193,11 +200,7 @@ def depthcrafter_depth():
     graph.link(depth, "depth", preview, "depth")
     for row, (source, output, prefix) in enumerate(((depth, "depth", "depth/depth"),
                                                     (preview, "depth_vis", "depth/depth_inferno"))):
-        encode = graph.node("CreateVideo", (1160, 220 * row), size=(270, 100))
-        graph.link(source, output, encode, "images")
-        graph.link(components, "fps", encode, "fps")
-        save = graph.node("SaveVideo", (1470, 220 * row), {"filename_prefix": prefix}, size=(320, 130))
-        graph.link(encode, "VIDEO", save, "video")
+        save_video(graph, (source, output), components, prefix, 1160, 220 * row, audio=False)
     graph.save("depthcrafter_depth")
 
 
