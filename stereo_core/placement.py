@@ -125,10 +125,3 @@ class Placement:
             if self.policy == "offload":
                 module.to(self.offload_device)
                 self.memory.empty_cache(self.device)
-
-    def release(self, *modules: torch.nn.Module) -> None:
-        """Send parts back to the offload device (when the host needs the memory)."""
-        for module in modules:
-            if self.policy != "sequential":
-                module.to(self.offload_device)
-        self.memory.empty_cache(self.device)

@@ -63,9 +63,6 @@ class VideoDiffusionModel:
 
         return EulerDiscreteScheduler.from_config(self.scheduler_config)
 
-    def release(self) -> None:
-        self.placement.release(self.unet, self.vae, self.image_encoder)
-
     def __repr__(self) -> str:
         return f"VideoDiffusionModel({self.kind}, {self.dtype}, {self.placement.policy} on {self.device})"
 
