@@ -87,9 +87,31 @@ def split_splat_grid(grid: torch.Tensor) -> dict[str, torch.Tensor]:
             f"Use the grid video exactly as stage 1 wrote it (not resized or cropped)."
         )
     height, width = full_h // 2, full_w // 2
+    mask_tile = grid[:, height:, :width]
+    _check_mask_tile(mask_tile, full_w, full_h)
     return {
         "left": grid[:, :height, :width],
         "depth_vis": grid[:, :height, width:],
-        "occlusion": grid[:, height:, :width].mean(dim=-1),
+        "occlusion": mask_tile.mean(dim=-1),
         "warped": grid[:, height:, width:],
     }
+
+
+# Video codecs blur a black/white mask a little; a photo's bottom-left quarter is far from this.
+_GREY_TOLERANCE = 0.06
+_MAX_MIDTONE_SHARE = 0.25
+
+
+def _check_mask_tile(mask_tile: torch.Tensor, full_w: int, full_h: int) -> None:
+    """A grid's bottom-left tile is the occlusion mask: grey and almost only black or white."""
+    sample = mask_tile[:: max(1, mask_tile.shape[0] // 8)].float()  # a few frames say enough
+    channel_spread = (sample.amax(dim=-1) - sample.amin(dim=-1)).mean().item()
+    grey = sample.mean(dim=-1)
+    midtone_share = ((grey > 0.25) & (grey < 0.75)).float().mean().item()
+    if channel_spread > _GREY_TOLERANCE or midtone_share > _MAX_MIDTONE_SHARE:
+        raise StereoInputError(
+            f"This {full_w}x{full_h} video does not look like a 2x2 splatting grid: its bottom-left quarter should "
+            f"be the black-and-white occlusion mask, but it is "
+            f"{'coloured' if channel_spread > _GREY_TOLERANCE else 'mostly grey tones'}. Load the grid video that "
+            f"stage 1 wrote (Splat Grid Compose or the reference's splatting script), not an ordinary or SBS video."
+        )

@@ -88,7 +88,8 @@ def test_dubois_is_computed_in_linear_light():
 
 def test_splat_grid_round_trip_and_layout():
     left, vis, warped = (torch.rand(3, 4, 6, 3) for _ in range(3))
-    occlusion = torch.rand(3, 4, 6)
+    occlusion = (torch.rand(3, 4, 6) > 0.5).float()
+    occlusion[:, 0, 0] = 0.6  # soft hole borders are fine
     grid = compose_splat_grid(left, vis, occlusion, warped)
     assert grid.shape == (3, 8, 12, 3)
     assert torch.equal(grid[:, 4:, :6, 1], occlusion)  # grey bottom-left tile
@@ -101,6 +102,25 @@ def test_splat_grid_round_trip_and_layout():
 def test_split_rejects_grids_that_cannot_be_2x2():
     with pytest.raises(StereoInputError, match="even width and height.*13x8"):
         split_splat_grid(torch.rand(2, 8, 13, 3))
+
+
+def test_split_rejects_videos_that_are_not_splatting_grids():
+    ordinary_video = torch.rand(2, 8, 12, 3)
+    with pytest.raises(StereoInputError, match="12x8 video does not look like a 2x2 splatting grid.*coloured"):
+        split_splat_grid(ordinary_video)
+    grey_gradient = torch.linspace(0, 1, 12).view(1, 1, 12, 1).expand(2, 8, 12, 3)
+    with pytest.raises(StereoInputError, match="mostly grey tones"):
+        split_splat_grid(grey_gradient)
+
+
+def test_split_accepts_a_grid_after_lossy_compression():
+    left, vis, warped = (torch.rand(2, 8, 8, 3) for _ in range(3))
+    occlusion = torch.zeros(2, 8, 8)
+    occlusion[:, :, 5:] = 1
+    grid = compose_splat_grid(left, vis, occlusion, warped)
+    codec_noise = 0.02 * torch.randn(grid.shape, generator=torch.Generator().manual_seed(0))
+    parts = split_splat_grid((grid + codec_noise).clamp(0, 1))
+    assert torch.equal(parts["occlusion"] > 0.5, occlusion > 0.5)
 
 
 def test_mask_threshold_dilate_feather():
