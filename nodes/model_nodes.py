@@ -8,9 +8,6 @@ from ..stereo_core.video_diffusion import load_video_diffusion
 from .comfy_adapter import compute_device, list_model_dirs, memory_hooks, offload_device, resolve_model_dir
 from .common import CATEGORY
 
-# Folder names as the README's download commands create them.
-SVD_FOLDER = "stable-video-diffusion-img2vid-xt-1-1"
-DEFAULT_FOLDERS = {model_files.DEPTHCRAFTER: "DepthCrafter", model_files.STEREOCRAFTER: "StereoCrafter"}
 MODEL_TYPES = {model_files.DEPTHCRAFTER: "SC3D_DEPTHCRAFTER_MODEL", model_files.STEREOCRAFTER: "SC3D_STEREOCRAFTER_MODEL"}
 
 # What users read in the UI, and the library's policy name behind it.
@@ -32,11 +29,11 @@ class _VideoDiffusionLoader:
     def INPUT_TYPES(cls):
         title = model_files.TITLES[cls.KIND]
         return {"required": {
-            "svd_folder": (list_model_dirs(SVD_FOLDER), {
+            "svd_folder": (list_model_dirs(model_files.FOLDER_NAMES[model_files.SVD]), {
                 "tooltip": f"Folder of {model_files.DOWNLOADS[model_files.SVD]} (gated: accept its licence on Hugging "
                            f"Face first) in models/stereocrafter or models/diffusers. Only its VAE, CLIP image "
                            f"encoder, feature extractor and scheduler are used; its UNet is not needed."}),
-            "model_folder": (list_model_dirs(DEFAULT_FOLDERS[cls.KIND]), {
+            "model_folder": (list_model_dirs(model_files.FOLDER_NAMES[cls.KIND]), {
                 "tooltip": f"Folder of {model_files.DOWNLOADS[cls.KIND]} ({title}) in models/stereocrafter or "
                            f"models/diffusers."}),
             "dtype": (list(DTYPE_CHOICES), {

@@ -30,6 +30,8 @@ DOWNLOADS = {
     STEREOCRAFTER: "TencentARC/StereoCrafter",
 }
 TITLES = {SVD: "Stable Video Diffusion img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
+# Folder names as the README's download commands create them.
+FOLDER_NAMES = {SVD: "stable-video-diffusion-img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
 
 # Where each UNet lives inside its folder, and how many input channels it has.
 UNET_SUBFOLDER = {DEPTHCRAFTER: "", STEREOCRAFTER: "unet_diffusers"}
@@ -96,7 +98,7 @@ def _folder_problem(folder: Path, kind: str, missing: list[str]) -> StereoInputE
         lines.append("Missing: " + ", ".join(missing) + ".")
     lines.append(
         f"Download {DOWNLOADS[kind]} into that folder as the README shows "
-        f"(huggingface-cli download {DOWNLOADS[kind]} --local-dir <folder>)."
+        f"(huggingface-cli download {DOWNLOADS[kind]} --local-dir \"{folder}\")."
     )
     return StereoInputError(" ".join(lines))
 
