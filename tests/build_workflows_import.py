@@ -11,3 +11,6 @@ _spec.loader.exec_module(_module)
 definition = _module.definition
 optional_inputs = _module.optional_inputs
 has_seed_control = _module.has_seed_control
+read_widgets = _module.read_widgets
+WORKFLOWS = _module.WORKFLOWS
+builder = _module

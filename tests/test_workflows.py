@@ -9,15 +9,67 @@ from pathlib import Path
 
 import pytest
 
-from build_workflows_import import definition, has_seed_control, optional_inputs
+from build_workflows_import import WORKFLOWS as BUILDERS
+from build_workflows_import import builder
+from build_workflows_import import definition, optional_inputs, read_widgets
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 
 
-def test_there_are_workflows():
-    assert any(path.stem == "bring_your_own_depth" for path in WORKFLOWS)
+def _vhs_format_widgets():
+    """{format: {widget: (kind, options)}} of the extra widgets VHS Video Combine shows per format."""
+    formats = definition_options("VHS_VideoCombine", "format")["formats"]
+    table = {}
+    for name, extras in formats.items():
+        table[name] = {}
+        for extra in extras:
+            kind, options = extra[1], extra[2] if len(extra) > 2 and isinstance(extra[2], dict) else {}
+            if isinstance(kind, list):
+                kind, options = "COMBO", {**options, "options": kind}
+            table[name][extra[0]] = (kind, options)
+    return table
+
+
+def definition_options(node_type, input_name):
+    inputs, _ = definition(node_type)
+    return next(options for name, _, options, _ in inputs if name == input_name)
+
+
+VHS_FORMAT_WIDGETS = _vhs_format_widgets()
+
+
+def test_every_workflow_the_builder_makes_is_shipped_and_up_to_date(tmp_path, monkeypatch, capsys):
+    assert [path.stem for path in WORKFLOWS] == sorted(build.__name__ for build in BUILDERS)
+    monkeypatch.setattr(builder, "OUTPUT_DIR", tmp_path)
+    for build in BUILDERS:
+        build()
+        shipped = ROOT / "workflows" / f"{build.__name__}.json"
+        assert (tmp_path / shipped.name).read_text() == shipped.read_text(), (
+            f"{shipped.name} is stale: run tools/build_workflows.py")
+
+
+def check_value(node, name, kind, options, value):
+    if kind == "COMBO" and options["options"]:  # an empty list is a file picker, filled from input/ at run time
+        assert value in options["options"], f"{node['type']}.{name}={value!r} not an option"
+    if kind in ("INT", "FLOAT"):
+        assert options.get("min", value) <= value <= options.get("max", value), f"{node['type']}.{name}"
+    if kind == "BOOLEAN":
+        assert isinstance(value, bool)
+
+
+def check_widgets(node, widgets):
+    values, extras = read_widgets(node)  # raises when values and widgets do not line up
+    for name, kind, options in widgets:
+        check_value(node, name, kind, options, values[name])
+    format_widgets = {}
+    if node["type"] == "VHS_VideoCombine":
+        format_widgets = VHS_FORMAT_WIDGETS[values["format"]]
+    for name, value in extras.items():
+        assert name == "videopreview" or name in format_widgets, f"{node['type']} has an unknown widget {name}"
+        if name in format_widgets:
+            check_value(node, name, *format_widgets[name], value)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -31,22 +83,7 @@ def test_workflow_matches_node_definitions(path):
         inputs, outputs = definition(node["type"])  # raises KeyError for an unknown type
         definitions[node["id"]] = (inputs, outputs)
         widgets = [(name, kind, options) for name, kind, options, is_widget in inputs if is_widget]
-        values = list(node["widgets_values"])
-        for name, kind, options in widgets:
-            assert values, f"{path.name}: {node['type']} lacks a value for widget {name}"
-            value = values.pop(0)
-            if options.get("video_upload") or options.get("image_upload"):
-                assert values.pop(0) == "image"  # the upload button
-                continue
-            if has_seed_control(name, options):
-                assert values.pop(0) in ("fixed", "increment", "decrement", "randomize")
-            if kind == "COMBO":
-                assert value in options["options"], f"{node['type']}.{name}={value!r} not an option"
-            if kind in ("INT", "FLOAT"):
-                assert options.get("min", value) <= value <= options.get("max", value), f"{node['type']}.{name}"
-            if kind == "BOOLEAN":
-                assert isinstance(value, bool)
-        assert not values, f"{path.name}: {node['type']} has extra widget values {values}"
+        check_widgets(node, widgets)
 
     for link_id, src, src_slot, dst, dst_slot, kind in graph["links"]:
         src_node, dst_node = nodes[src], nodes[dst]

@@ -18,6 +18,7 @@ from conftest import load_pack  # noqa: E402
 
 SNAPSHOT = json.loads((ROOT / "tests/data/object_info_core_vhs.json").read_text())["nodes"]
 PACK = load_pack()
+OUTPUT_DIR = ROOT / "workflows"
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
@@ -52,19 +53,56 @@ def definition(node_type):
     inputs = []
     for section in ("required", "optional"):
         for name in info["input_order"].get(section, []):
-            kind, options = info["input"][section][name][0], info["input"][section][name][1]
+            entry = info["input"][section][name]
+            kind, options = entry[0], dict(entry[1]) if len(entry) > 1 else {}
             if isinstance(kind, list):
                 kind, options = "COMBO", {**options, "options": kind}
             inputs.append((name, kind, options, kind in WIDGET_KINDS))
     return inputs, list(zip(info["output_name"], info["output"]))
 
 
+def uses_widget_dict(node_type):
+    """VideoHelperSuite's frontend saves widgets_values as a {name: value} dict."""
+    return node_type.startswith("VHS_")
+
+
+def read_widgets(node):
+    """A saved node's widget values by name, and the extra values VHS's dict form adds (inverse of Graph.node).
+
+    Raises ValueError when the values do not line up with the node's widgets.
+    """
+    widgets = [(name, options) for name, _, options, is_widget in definition(node["type"])[0] if is_widget]
+    saved = node["widgets_values"]
+    if isinstance(saved, dict):
+        missing = [name for name, _ in widgets if name not in saved]
+        if missing:
+            raise ValueError(f"{node['type']} lacks values for {missing}")
+        names = {name for name, _ in widgets}
+        return ({name: saved[name] for name, _ in widgets},
+                {key: value for key, value in saved.items() if key not in names})
+    values, queue = {}, list(saved)
+    for name, options in widgets:
+        if not queue:
+            raise ValueError(f"{node['type']} lacks a value for widget {name}")
+        values[name] = queue.pop(0)
+        if options.get("video_upload") or options.get("image_upload"):
+            if queue.pop(0) != "image":
+                raise ValueError(f"{node['type']}.{name} lacks the upload button's value")
+        elif has_seed_control(name, options):
+            if queue.pop(0) not in ("fixed", "increment", "decrement", "randomize"):
+                raise ValueError(f"{node['type']}.{name} lacks its control_after_generate value")
+    if queue:
+        raise ValueError(f"{node['type']} has extra widget values {queue}")
+    return values, {}
+
+
 class Graph:
     def __init__(self):
         self.nodes, self.links = [], []
 
-    def node(self, node_type, pos, widgets=None, title=None, size=(320, 160)):
-        """Add a node; widgets overrides defaults by name."""
+    def node(self, node_type, pos, widgets=None, title=None, size=(320, 160), extra_widgets=None):
+        """Add a node; widgets overrides defaults by name. extra_widgets: widgets a pack's own JS adds
+        (VideoHelperSuite's format options), which only VHS's dict form of widgets_values holds."""
         node_id = len(self.nodes) + 1
         widgets = widgets or {}
         inputs, outputs = definition(node_type)
@@ -76,6 +114,10 @@ class Graph:
                     values.append("image")  # the upload button's value, as the frontend saves it
                 if has_seed_control(name, options):
                     values.append("fixed")  # shipped workflows reproduce their result
+        if uses_widget_dict(node_type):
+            names = [name for name, _, _, is_widget in inputs if is_widget]
+            values = {**dict(zip(names, values)), **(extra_widgets or {}),
+                      "videopreview": {"hidden": False, "paused": False, "params": {}}}
         entry = {
             "id": node_id, "type": node_type, "pos": list(pos), "size": list(size), "flags": {},
             "order": node_id - 1, "mode": 0,
@@ -113,9 +155,9 @@ class Graph:
         graph = {"last_node_id": len(self.nodes), "last_link_id": len(self.links), "nodes": self.nodes,
                  "links": self.links, "groups": [], "config": {},
                  "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
-        path = ROOT / "workflows" / f"{name}.json"
+        path = OUTPUT_DIR / f"{name}.json"
         path.write_text(json.dumps(graph, indent=1) + "\n")
-        print("wrote", path.relative_to(ROOT))
+        print("wrote", path)
 
 
 def load_video(graph, file, pos, title=None):
@@ -137,27 +179,74 @@ def save_video(graph, images, components, prefix, x, y, audio=True):
     graph.link(video, "VIDEO", save, "video")
 
 
-def save_stereo_outputs(graph, left, right, components, x, y):
-    """SBS + anaglyph of (left, right), each to an mp4 with the source's fps and audio."""
+def core_saver(graph, components):
+    """save(images, prefix, x, y) with core Create Video / Save Video, the source's fps and audio."""
+    return lambda images, prefix, x, y: save_video(graph, images, components, prefix, x, y)
+
+
+def vhs_saver(graph, loader, info):
+    """save(images, prefix, x, y) with VHS Video Combine (h264 mp4), the loaded fps and the source's audio."""
+    def save(images, prefix, x, y):
+        combine = graph.node("VHS_VideoCombine", (x, y), {"filename_prefix": prefix, "format": "video/h264-mp4"},
+                             size=(320, 330), extra_widgets={"pix_fmt": "yuv420p", "crf": 19, "save_metadata": True,
+                                                             "trim_to_audio": False})
+        graph.link(images[0], images[1], combine, "images")
+        graph.link(info, "fps🟦", combine, "frame_rate")
+        graph.link(loader, "audio", combine, "audio")
+    return save
+
+
+def save_stereo_outputs(graph, left, right, x, y, save):
+    """SBS + anaglyph of (left, right), each written by save(images, prefix, x, y)."""
     sbs = graph.node("SC3D_SBSCompose", (x, y))
     graph.link(left[0], left[1], sbs, "left")
     graph.link(right[0], right[1], sbs, "right")
     red_cyan = graph.node("SC3D_Anaglyph", (x, y + 220), size=(320, 110))
     graph.link(left[0], left[1], red_cyan, "left")
     graph.link(right[0], right[1], red_cyan, "right")
-    for row, (source, output, prefix) in enumerate(((sbs, "stereo", "stereo3d/sbs"),
-                                                    (red_cyan, "anaglyph", "stereo3d/anaglyph"))):
-        save_video(graph, (source, output), components, prefix, x + 380, y + 220 * row)
+    save((sbs, "stereo"), "stereo3d/sbs", x + 380, y)
+    save((red_cyan, "anaglyph"), "stereo3d/anaglyph", x + 380, y + 220)
 
 
-def video_with_depthcrafter(graph):
-    """Core Load Video and DepthCrafter on its frames: (components node, depth node)."""
-    components = load_video(graph, "input_video.mp4", (0, 0))
-    loader = graph.node("SC3D_DepthCrafterModelLoader", (0, 460), size=(400, 170))
-    depth = graph.node("SC3D_DepthCrafterDepth", (440, 140), size=(330, 360))
+def depthcrafter(graph, images, pos):
+    """DepthCrafter Model Loader + DepthCrafter Depth on `images`: the depth node."""
+    loader = graph.node("SC3D_DepthCrafterModelLoader", (pos[0] - 440, pos[1] + 320), size=(400, 170))
+    depth = graph.node("SC3D_DepthCrafterDepth", pos, size=(330, 360))
     graph.link(loader, "depthcrafter_model", depth, "depthcrafter_model")
-    graph.link(components, "images", depth, "image")
-    return components, depth
+    graph.link(images[0], images[1], depth, "image")
+    return depth
+
+
+def warp(graph, images, depth, pos):
+    node = graph.node("SC3D_ForwardWarpStereo", pos, size=(330, 230))
+    graph.link(images[0], images[1], node, "image")
+    graph.link(depth[0], depth[1], node, "depth")
+    return node
+
+
+def inpaint(graph, left, warped, mask, pos):
+    """StereoCrafter Model Loader + Inpaint Chunked on the warped view: the inpaint node."""
+    loader = graph.node("SC3D_StereoCrafterModelLoader", (pos[0] - 740, pos[1] + 420), size=(400, 170))
+    node = graph.node("SC3D_StereoCrafterInpaintChunked", pos, size=(340, 400))
+    graph.link(loader, "stereocrafter_model", node, "stereocrafter_model")
+    graph.link(warped[0], warped[1], node, "warped")
+    graph.link(mask[0], mask[1], node, "mask")
+    graph.link(left[0], left[1], node, "left")
+    return node
+
+
+def depth_warp_inpaint(graph, images):
+    """The whole conversion of `images`: DepthCrafter, Forward Warp Stereo, StereoCrafter; the inpaint node."""
+    depth = depthcrafter(graph, images, (440, 140))
+    right = warp(graph, images, (depth, "depth"), (810, 140))
+    return inpaint(graph, images, (right, "right"), (right, "occlusion"), (1180, 140))
+
+
+MODELS_STEP = ("Download the models once (README, 'Models') into ComfyUI/models/stereocrafter/, then pick them in "
+               "the loaders")
+STRENGTH_STEP = "Forward Warp Stereo: max_disp sets the 3D strength (20 px = the reference), convergence the screen plane."
+INPAINT_STEP = ("StereoCrafter Inpaint Chunked fills the holes. Out of GPU memory? Raise tile_num, lower frames_chunk, "
+                "or choose 'sequential offload' in the loader.")
 
 
 def bring_your_own_depth():
@@ -176,10 +265,8 @@ def bring_your_own_depth():
         (0, -320), size=(520, 290))
     components = load_video(graph, "input_video.mp4", (0, 0), title="Load Video (left eye)")
     depth_components = load_video(graph, "input_depth.mp4", (0, 460), title="Load Video (depth)")
-    warp = graph.node("SC3D_ForwardWarpStereo", (660, 120), size=(330, 230))
-    graph.link(components, "images", warp, "image")
-    graph.link(depth_components, "images", warp, "depth")
-    save_stereo_outputs(graph, (components, "images"), (warp, "right"), components, 1040, 0)
+    right = warp(graph, (components, "images"), (depth_components, "images"), (660, 120))
+    save_stereo_outputs(graph, (components, "images"), (right, "right"), 1040, 0, core_saver(graph, components))
     graph.save("bring_your_own_depth")
 
 
@@ -195,7 +282,8 @@ def depthcrafter_depth():
         "4. Queue. output/depth/ gets the depth as a grey video (white = near, ready for Forward Warp Stereo "
         "or other tools) and an inferno-coloured preview, with the source's frame rate.",
         (0, -330), size=(560, 300))
-    components, depth = video_with_depthcrafter(graph)
+    components = load_video(graph, "input_video.mp4", (0, 0))
+    depth = depthcrafter(graph, (components, "images"), (440, 140))
     preview = graph.node("SC3D_DepthVisualize", (820, 260), size=(300, 110))
     graph.link(depth, "depth", preview, "depth")
     for row, (source, output, prefix) in enumerate(((depth, "depth", "depth/depth"),
@@ -208,32 +296,87 @@ def full_pipeline():
     graph = Graph()
     graph.note(
         "2D to 3D: the full StereoCrafter pipeline\n\n"
-        "1. Download the models once (README, 'Models'): stable-video-diffusion-img2vid-xt-1-1, DepthCrafter "
-        "and StereoCrafter into ComfyUI/models/stereocrafter/, then pick them in the two loaders.\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
         "2. Load Video: your clip.\n"
         "3. DepthCrafter Depth: max_res 1024 is the reference; 512-768 is much faster.\n"
-        "4. Forward Warp Stereo: max_disp sets the 3D strength (20 px = the reference), convergence the screen "
-        "plane.\n"
-        "5. StereoCrafter Inpaint Chunked fills the holes. Out of GPU memory? Raise tile_num, lower frames_chunk, "
-        "or choose 'sequential offload' in the loaders.\n"
+        f"4. {STRENGTH_STEP}\n"
+        f"5. {INPAINT_STEP}\n"
         "6. Queue. output/stereo3d/ gets a full side-by-side video and a red/cyan anaglyph with the source's "
         "frame rate and audio.",
         (0, -380), size=(600, 340))
-    components, depth = video_with_depthcrafter(graph)
-    warp = graph.node("SC3D_ForwardWarpStereo", (810, 140), size=(330, 230))
-    graph.link(components, "images", warp, "image")
-    graph.link(depth, "depth", warp, "depth")
-    inpaint_loader = graph.node("SC3D_StereoCrafterModelLoader", (440, 560), size=(400, 170))
-    inpaint = graph.node("SC3D_StereoCrafterInpaintChunked", (1180, 140), size=(340, 400))
-    graph.link(inpaint_loader, "stereocrafter_model", inpaint, "stereocrafter_model")
-    graph.link(warp, "right", inpaint, "warped")
-    graph.link(warp, "occlusion", inpaint, "mask")
-    graph.link(components, "images", inpaint, "left")
-    save_stereo_outputs(graph, (components, "images"), (inpaint, "right"), components, 1560, 0)
+    components = load_video(graph, "input_video.mp4", (0, 0))
+    filled = depth_warp_inpaint(graph, (components, "images"))
+    save_stereo_outputs(graph, (components, "images"), (filled, "right"), 1560, 0, core_saver(graph, components))
     graph.save("full_pipeline")
 
 
+def stage1_splatting():
+    graph = Graph()
+    graph.note(
+        "Stage 1: depth and splatting to a 2x2 grid video\n\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1 and DepthCrafter.\n"
+        "2. Load Video: your clip.\n"
+        f"3. {STRENGTH_STEP}\n"
+        "4. Queue. output/stereo3d/ gets the splatting grid at twice the size: left view | depth over "
+        "occlusion mask | warped right view. It is the hand-off format of the reference scripts: inpaint it "
+        "later with the stage2_inpainting workflow (on a bigger GPU, or overnight) or with the reference's "
+        "inpainting script.",
+        (0, -340), size=(560, 300))
+    components = load_video(graph, "input_video.mp4", (0, 0))
+    depth = depthcrafter(graph, (components, "images"), (440, 140))
+    right = warp(graph, (components, "images"), (depth, "depth"), (810, 140))
+    grid = graph.node("SC3D_SplatGridCompose", (1180, 140), size=(300, 170))
+    graph.link(components, "images", grid, "left")
+    graph.link(depth, "depth", grid, "depth")
+    graph.link(right, "occlusion", grid, "occlusion")
+    graph.link(right, "right", grid, "warped")
+    save_video(graph, (grid, "grid"), components, "stereo3d/splatting_grid", 1520, 140)
+    graph.save("stage1_splatting")
+
+
+def stage2_inpainting():
+    graph = Graph()
+    graph.note(
+        "Stage 2: inpaint a splatting-grid video\n\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1 and StereoCrafter.\n"
+        "2. Load Video: a 2x2 splatting-grid video from the stage1_splatting workflow or from the reference's "
+        "splatting script, exactly as written (not resized or cropped).\n"
+        f"3. {INPAINT_STEP}\n"
+        "4. Queue. output/stereo3d/ gets the full side-by-side video and a red/cyan anaglyph at the grid's frame "
+        "rate, with its audio.",
+        (0, -330), size=(560, 290))
+    components = load_video(graph, "input_grid.mp4", (0, 0), title="Load Video (splatting grid)")
+    split = graph.node("SC3D_SplatGridSplit", (440, 0), size=(260, 130))
+    graph.link(components, "images", split, "grid")
+    filled = inpaint(graph, (split, "left"), (split, "warped"), (split, "occlusion"), (760, 0))
+    save_stereo_outputs(graph, (split, "left"), (filled, "right"), 1140, 0, core_saver(graph, components))
+    graph.save("stage2_inpainting")
+
+
+def videohelpersuite_full_pipeline():
+    graph = Graph()
+    graph.note(
+        "2D to 3D with VideoHelperSuite nodes\n\n"
+        "The full pipeline with VHS Load Video / Video Combine (needs ComfyUI-VideoHelperSuite).\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
+        "2. Load Video (VHS): your clip; frame_load_cap / skip_first_frames pick a part of it, force_rate "
+        "resamples it.\n"
+        f"3. {STRENGTH_STEP}\n"
+        f"4. {INPAINT_STEP}\n"
+        "5. Queue. Video Combine writes the SBS video and the anaglyph to output/stereo3d/ at the loaded frame "
+        "rate (from Video Info), with the audio.",
+        (-400, -360), size=(600, 320))
+    loader = graph.node("VHS_LoadVideo", (-400, 0), {"video": "input_video.mp4", "format": "None"}, size=(320, 520))
+    info = graph.node("VHS_VideoInfoLoaded", (-400, 580), size=(260, 150))
+    graph.link(loader, "video_info", info, "video_info")
+    filled = depth_warp_inpaint(graph, (loader, "IMAGE"))
+    save_stereo_outputs(graph, (loader, "IMAGE"), (filled, "right"), 1560, 0, vhs_saver(graph, loader, info))
+    graph.save("videohelpersuite_full_pipeline")
+
+
+WORKFLOWS = (bring_your_own_depth, depthcrafter_depth, full_pipeline, stage1_splatting, stage2_inpainting,
+             videohelpersuite_full_pipeline)
+
 if __name__ == "__main__":
-    bring_your_own_depth()
-    depthcrafter_depth()
-    full_pipeline()
+    for build in WORKFLOWS:
+        build()

@@ -1,0 +1,85 @@
+"""Every shipped workflow executed end to end on the tiny models and a short synthetic clip with audio.
+
+The saved videos must have the input's frame count and fps, the layout's size, the source's
+audio, and (for stereo outputs) a left half equal to the input up to the video codec.
+"""
+
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereo_core.video_io import read_video, write_video
+from synthetic_video import describe, make_video
+from workflow_executor import run_workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMES, WIDTH, HEIGHT, FPS = 8, 128, 64, Fraction(24)
+CODEC_TOLERANCE = 0.03  # mean absolute difference after one or two H.264 passes
+
+
+@pytest.fixture(scope="module")
+def input_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("input")
+    make_video(folder / "input_video.mp4", frames=FRAMES, width=WIDTH, height=HEIGHT, fps=FPS)
+    depth = torch.linspace(0.1, 0.5, WIDTH).view(1, 1, WIDTH, 1).repeat(FRAMES, HEIGHT, 1, 3)
+    depth[:, 16:48, 40:90] = 0.9
+    write_video(folder / "input_depth.mp4", depth, FPS)
+    return folder
+
+
+def run(name, nodes, input_dir, tmp_path):
+    saved = run_workflow(ROOT / "workflows" / f"{name}.json", nodes, input_dir, tmp_path)
+    return {path.relative_to(tmp_path).as_posix().rsplit("_", 2)[0]: path for path in saved}
+
+
+def assert_left_eye_is_input(path, input_path, width=WIDTH, height=HEIGHT):
+    left = read_video(path).frames[:, :height, :width]
+    assert (left - read_video(input_path).frames).abs().mean() < CODEC_TOLERANCE
+
+
+STEREO_WORKFLOWS = ["bring_your_own_depth", "full_pipeline", "videohelpersuite_full_pipeline"]
+
+
+@pytest.mark.parametrize("name", STEREO_WORKFLOWS)
+def test_stereo_workflows_write_sbs_and_anaglyph(name, nodes, models_dir, input_dir, tmp_path):
+    outputs = run(name, nodes, input_dir, tmp_path)
+    assert sorted(outputs) == ["stereo3d/anaglyph", "stereo3d/sbs"]
+    common = {"frames": FRAMES, "fps": FPS, "audio": "aac"}
+    assert describe(outputs["stereo3d/sbs"]) == {**common, "width": 2 * WIDTH, "height": HEIGHT}
+    assert describe(outputs["stereo3d/anaglyph"]) == {**common, "width": WIDTH, "height": HEIGHT}
+    assert_left_eye_is_input(outputs["stereo3d/sbs"], input_dir / "input_video.mp4")
+
+
+def test_depthcrafter_depth_writes_grey_and_inferno_depth(nodes, models_dir, input_dir, tmp_path):
+    outputs = run("depthcrafter_depth", nodes, input_dir, tmp_path)
+    assert sorted(outputs) == ["depth/depth", "depth/depth_inferno"]
+    for path in outputs.values():
+        assert describe(path) == {"frames": FRAMES, "fps": FPS, "audio": None, "width": WIDTH, "height": HEIGHT}
+    grey = read_video(outputs["depth/depth"]).frames
+    assert (grey[..., 0] - grey[..., 2]).abs().mean() < 0.02 and grey.std() > 0.01
+
+
+def test_stage1_grid_feeds_stage2(nodes, models_dir, input_dir, tmp_path):
+    stage1 = run("stage1_splatting", nodes, input_dir, tmp_path / "stage1")
+    grid = stage1["stereo3d/splatting_grid"]
+    assert describe(grid) == {"frames": FRAMES, "fps": FPS, "audio": "aac", "width": 2 * WIDTH, "height": 2 * HEIGHT}
+    assert_left_eye_is_input(grid, input_dir / "input_video.mp4")
+
+    stage2_inputs = tmp_path / "stage2_input"
+    stage2_inputs.mkdir()
+    shutil.copy(grid, stage2_inputs / "input_grid.mp4")
+    stage2 = run("stage2_inpainting", nodes, stage2_inputs, tmp_path / "stage2")
+    assert describe(stage2["stereo3d/sbs"]) == {"frames": FRAMES, "fps": FPS, "audio": "aac",
+                                                "width": 2 * WIDTH, "height": HEIGHT}
+    assert_left_eye_is_input(stage2["stereo3d/sbs"], input_dir / "input_video.mp4")
+
+
+def test_stage2_rejects_a_video_that_is_not_a_grid(nodes, models_dir, input_dir, tmp_path):
+    not_a_grid = tmp_path / "input"
+    not_a_grid.mkdir()
+    shutil.copy(input_dir / "input_video.mp4", not_a_grid / "input_grid.mp4")
+    with pytest.raises(ValueError, match="does not look like a 2x2 splatting grid"):
+        run("stage2_inpainting", nodes, not_a_grid, tmp_path / "out")

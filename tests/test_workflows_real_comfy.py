@@ -1,0 +1,90 @@
+"""Every shipped workflow in a real ComfyUI: loaded by its frontend, queued, run on the tiny models.
+
+Runs where the ComfyUI test harness is set up (../shared/tools/comfy, its README says how),
+skipped elsewhere (CI has no ComfyUI). Point it at the harness with COMFY_HARNESS_HOME;
+VHS_PACK=/path/to/ComfyUI-VideoHelperSuite adds the VideoHelperSuite workflow. About a
+minute per workflow on 2 CPU cores.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereo_core.layouts import compose_splat_grid
+from stereo_core.video_io import read_video, write_video
+from synthetic_video import describe, make_video
+
+ROOT = Path(__file__).resolve().parents[1]
+COMFYH = Path(os.environ.get("COMFYH", ROOT.parent / "shared" / "tools" / "comfy" / "comfyh.py"))
+HARNESS_HOME = os.environ.get("COMFY_HARNESS_HOME")
+VHS_PACK = os.environ.get("VHS_PACK")
+FRAMES, WIDTH, HEIGHT, FPS = 6, 128, 64, Fraction(24)
+
+pytestmark = pytest.mark.skipif(
+    not (HARNESS_HOME and (Path(HARNESS_HOME) / "harness-env.json").is_file() and COMFYH.is_file()),
+    reason="no ComfyUI harness here (set COMFY_HARNESS_HOME to a set-up ../shared/tools/comfy harness)",
+)
+
+EXPECTED = {  # workflow -> {output prefix: (width factor, height factor, audio)}
+    "bring_your_own_depth": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
+    "depthcrafter_depth": {"depth": (1, 1, None), "depth_inferno": (1, 1, None)},
+    "full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
+    "stage1_splatting": {"splatting_grid": (2, 2, "aac")},
+    "stage2_inpainting": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
+    "videohelpersuite_full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
+}
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("comfy_inputs")
+    clip = make_video(folder / "input_video.mp4", frames=FRAMES, width=WIDTH, height=HEIGHT, fps=FPS)
+    depth = torch.linspace(0.1, 0.5, WIDTH).view(1, 1, WIDTH, 1).repeat(FRAMES, HEIGHT, 1, 3)
+    depth[:, 16:48, 40:90] = 0.9
+    write_video(folder / "input_depth.mp4", depth, FPS)
+    left = read_video(clip).frames
+    occlusion = torch.zeros(FRAMES, HEIGHT, WIDTH)
+    occlusion[:, :, 60:70] = 1
+    grid = compose_splat_grid(left, depth, occlusion, left * (1 - occlusion).unsqueeze(-1))
+    write_video(folder / "input_grid.mp4", grid, FPS, audio_from=clip)
+    return folder
+
+
+def test_workflows_cover_everything_shipped():
+    assert sorted(EXPECTED) == sorted(path.stem for path in (ROOT / "workflows").glob("*.json"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_workflow_runs_in_real_comfyui(name, inputs, model_tree, tmp_path):
+    if name.startswith("videohelpersuite") and not VHS_PACK:
+        pytest.skip("set VHS_PACK to a ComfyUI-VideoHelperSuite checkout")
+    command = [sys.executable, str(COMFYH), "ui-run", "--pack", str(ROOT), "--name", "stereocrafter-3d",
+               "--workflow", str(ROOT / "workflows" / f"{name}.json"),
+               "--models-dir", str(model_tree["svd"].parents[1]),
+               "--collect", str(tmp_path / "out"), "--report", str(tmp_path / "report.json")]
+    for path in inputs.iterdir():
+        command += ["--input", f"{path}={path.name}"]
+    if VHS_PACK:
+        command += ["--pack", VHS_PACK]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900, env={**os.environ})
+    report = json.loads((tmp_path / "report.json").read_text())
+    workflow = report["workflows"][0]
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert not workflow["missing_node_types"] and not workflow["widget_issues"] and not workflow["dialogs"]
+    saved = {path.name.split("_0000")[0]: path for path in (tmp_path / "out").iterdir()}
+    assert sorted(saved) == sorted(EXPECTED[name])
+    for prefix, (width_factor, height_factor, audio) in EXPECTED[name].items():
+        facts = describe(saved[prefix])
+        assert facts == {"frames": FRAMES, "fps": FPS, "audio": audio,
+                         "width": width_factor * WIDTH, "height": height_factor * HEIGHT}, prefix
+    if "sbs" in saved:
+        left = read_video(saved["sbs"]).frames[:, :, :WIDTH]
+        assert (left - read_video(inputs / "input_video.mp4").frames).abs().mean() < 0.03
+    shutil.rmtree(tmp_path / "out")
