@@ -224,9 +224,10 @@ def warp(graph, images, depth, pos):
     return node
 
 
-def inpaint(graph, left, warped, mask, pos):
+def inpaint(graph, left, warped, mask, pos, loader_pos=None):
     """StereoCrafter Model Loader + Inpaint Chunked on the warped view: the inpaint node."""
-    loader = graph.node("SC3D_StereoCrafterModelLoader", (pos[0] - 740, pos[1] + 420), size=(400, 170))
+    loader_pos = loader_pos or (pos[0] - 740, pos[1] + 420)
+    loader = graph.node("SC3D_StereoCrafterModelLoader", loader_pos, size=(400, 170))
     node = graph.node("SC3D_StereoCrafterInpaintChunked", pos, size=(340, 400))
     graph.link(loader, "stereocrafter_model", node, "stereocrafter_model")
     graph.link(warped[0], warped[1], node, "warped")
@@ -346,10 +347,10 @@ def stage2_inpainting():
         "rate, with its audio.",
         (0, -330), size=(560, 290))
     components = load_video(graph, "input_grid.mp4", (0, 0), title="Load Video (splatting grid)")
-    split = graph.node("SC3D_SplatGridSplit", (440, 0), size=(260, 130))
+    split = graph.node("SC3D_SplatGridSplit", (660, 0), size=(260, 130))
     graph.link(components, "images", split, "grid")
-    filled = inpaint(graph, (split, "left"), (split, "warped"), (split, "occlusion"), (760, 0))
-    save_stereo_outputs(graph, (split, "left"), (filled, "right"), 1140, 0, core_saver(graph, components))
+    filled = inpaint(graph, (split, "left"), (split, "warped"), (split, "occlusion"), (980, 0), loader_pos=(520, 200))
+    save_stereo_outputs(graph, (split, "left"), (filled, "right"), 1360, 0, core_saver(graph, components))
     graph.save("stage2_inpainting")
 
 

@@ -34,7 +34,7 @@ def main():
     args = parser.parse_args()
 
     sys.path.insert(0, str(args.harness))
-    from comfyh_lib.frontend import open_frontend
+    from comfyh_lib.frontend import FIT_VIEW_JS, open_frontend
 
     chromium = args.chromium
     if chromium is None:
@@ -47,7 +47,10 @@ def main():
         for path in sorted((ROOT / "workflows").glob("*.json")):
             result = frontend.load_workflow(json.loads(path.read_text()))
             problems = [key for key in ("missing_node_types", "dialogs") if result.get(key)]
-            shot = frontend.screenshot(str(args.out / f"{path.stem}.png"))
+            frontend.page.evaluate(FIT_VIEW_JS)
+            frontend.page.wait_for_timeout(1500)  # fitting animates; it draws in low quality until it settles
+            frontend.page.evaluate("() => { window.app.canvas.setDirty(true, true); window.app.canvas.draw(true, true); }")
+            shot = frontend.screenshot(str(args.out / f"{path.stem}.png"), fit=False)
             print(shot, "problems: " + ", ".join(problems) if problems else "")
 
 
