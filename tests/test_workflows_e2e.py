@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stereo_core.layouts import compose_splat_grid
 from stereo_core.video_io import read_video, write_video
 from synthetic_video import describe, make_video
 from workflow_executor import run_workflow
@@ -83,3 +84,21 @@ def test_stage2_rejects_a_video_that_is_not_a_grid(nodes, models_dir, input_dir,
     shutil.copy(input_dir / "input_video.mp4", not_a_grid / "input_grid.mp4")
     with pytest.raises(ValueError, match="does not look like a 2x2 splatting grid"):
         run("stage2_inpainting", nodes, not_a_grid, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["full_pipeline", "stage2_inpainting", "depthcrafter_depth"])
+def test_without_weights_the_loader_says_what_to_download_where(name, nodes, input_dir, tmp_path, monkeypatch):
+    empty = tmp_path / "models" / "stereocrafter"
+    empty.mkdir(parents=True)
+    monkeypatch.setenv("STEREOCRAFTER_MODELS", str(empty))
+    grid_input = tmp_path / "input"
+    shutil.copytree(input_dir, grid_input)
+    left = read_video(input_dir / "input_video.mp4").frames
+    mask = torch.zeros(left.shape[:3])
+    mask[:, :, 50:60] = 1
+    write_video(grid_input / "input_grid.mp4", compose_splat_grid(left, left, mask, left), FPS)
+    with pytest.raises(ValueError) as error:
+        run(name, nodes, grid_input, tmp_path / "out")
+    message = str(error.value)
+    assert "No model folder 'stable-video-diffusion-img2vid-xt-1-1' found" in message
+    assert f'--local-dir "{empty / "stable-video-diffusion-img2vid-xt-1-1"}"' in message
