@@ -131,3 +131,13 @@ def test_console_script_points_at_main():
     scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
     module, function = scripts["stereocrafter-3d"].split(":")
     assert getattr(importlib.import_module(module), function) is cli.main
+
+
+def test_runs_as_a_module_from_the_packs_folder(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run([sys.executable, "-m", "stereo_core", str(tmp_path / "missing.mp4")],
+                            cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "error: Input" in result.stderr and "does not exist" in result.stderr
