@@ -64,8 +64,6 @@ except ImportError:
 
 # Our own models folder (models/stereocrafter/); extra_model_paths.yaml may add more under this key.
 MODEL_FOLDER_KEY = "stereocrafter"
-# Without ComfyUI (scripts, tests) the folders to search come from this environment variable.
-MODELS_ENV = "STEREOCRAFTER_MODELS"
 
 
 def register_model_folder() -> None:
@@ -87,7 +85,7 @@ def model_roots() -> list[Path]:
             except KeyError:
                 continue
         return [Path(root) for root in roots]
-    return [Path(p) for p in os.environ.get(MODELS_ENV, os.path.join("models", MODEL_FOLDER_KEY)).split(os.pathsep)]
+    return model_files.env_model_roots()  # scripts and tests: $STEREOCRAFTER_MODELS
 
 
 def list_model_dirs(expected: str) -> list[str]:

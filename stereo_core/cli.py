@@ -37,7 +37,6 @@ from .video_io import Video, read_video, write_video
 from .visualize import visualize_depth
 
 log = logging.getLogger("stereo_core")
-MODELS_ENV = "STEREOCRAFTER_MODELS"
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 _DEPTH, _INPAINT, _DISPARITY = DepthCrafterSettings(), InpaintSettings(), DisparitySettings()
 
@@ -114,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     group = parser.add_argument_group("models and device")
     group.add_argument("--models", type=Path, default=None,
                        help=f"Folder holding {', '.join(model_files.FOLDER_NAMES.values())} (default: "
-                            f"${MODELS_ENV}, else ./models/stereocrafter).")
+                            f"${model_files.MODELS_ENV}, else ./models/stereocrafter).")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
     group.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto")
     group.add_argument("--placement", choices=POLICIES, default="offload",
@@ -145,7 +144,8 @@ def pick_device(choice: str) -> torch.device:
 def models_folder(args) -> Path:
     if args.models is not None:
         return args.models
-    return Path(os.environ.get(MODELS_ENV, os.path.join("models", "stereocrafter")))
+    roots = model_files.env_model_roots()
+    return next((root for root in roots if (root / model_files.FOLDER_NAMES[model_files.SVD]).is_dir()), roots[0])
 
 
 @dataclass

@@ -13,6 +13,7 @@ lists what is missing, where it looked, and which download it looks like instead
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,14 @@ DOWNLOADS = {
     STEREOCRAFTER: "TencentARC/StereoCrafter",
 }
 TITLES = {SVD: "Stable Video Diffusion img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
+# Outside ComfyUI, the folders holding the downloads (os.pathsep-separated); default ./models/stereocrafter.
+MODELS_ENV = "STEREOCRAFTER_MODELS"
+
+
+def env_model_roots() -> list[Path]:
+    return [Path(p) for p in os.environ.get(MODELS_ENV, os.path.join("models", "stereocrafter")).split(os.pathsep)]
+
+
 # Folder names as the README's download commands create them.
 FOLDER_NAMES = {SVD: "stable-video-diffusion-img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
 
