@@ -33,7 +33,7 @@ from .layouts import LAYOUTS, compose_stereo
 from .placement import DTYPE_CHOICES, POLICIES
 from .splatting import warp_clip
 from .video_diffusion import VideoDiffusionModel, load_video_diffusion
-from .video_io import Video, read_video, write_video
+from .video_io import Video, read_video, to_bytes, write_video
 from .visualize import visualize_depth
 
 log = logging.getLogger("stereo_core")
@@ -156,9 +156,14 @@ class Job:
     extras: dict = field(default_factory=dict)  # kind -> path of the extra outputs (anaglyph, depth)
 
 
+def _is_our_output(path: Path) -> bool:
+    return path.stem.endswith(tuple(f"_{kind}" for kind in (*LAYOUTS, "anaglyph", "depth")))
+
+
 def _videos_in(path: Path) -> list[Path]:
-    if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
+    if path.is_dir():  # a rerun over a folder must not take the outputs it wrote there for inputs
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES
+                      and not p.name.startswith(".") and not _is_our_output(p))
     if not path.is_file():
         raise StereoInputError(f"Input '{path}' does not exist.")
     return [path]
@@ -232,10 +237,6 @@ class StageCache:
         partial = self.folder / f".{stage}.partial"
         save_file({stage: values.contiguous()}, str(partial), metadata={"key": self._key(settings)})
         os.replace(partial, self.folder / f"{stage}.safetensors")
-
-
-def _to_bytes(frames: torch.Tensor) -> torch.Tensor:
-    return frames.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 class Converter:
@@ -313,7 +314,7 @@ class Converter:
         with self._bar("inpaint (StereoCrafter)", unit="step") as bar:
             right = inpaint_clip(model, warped, occlusion, settings, left=video.frames, seed=args.seed,
                                  progress=bar).frames
-        cache.save("right", key, _to_bytes(right))
+        cache.save("right", key, to_bytes(right))
         return right
 
     def run(self, job: Job) -> str:

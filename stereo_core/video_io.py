@@ -70,6 +70,11 @@ def read_video(path: str | Path, max_frames: int | None = None,
     return Video(frames=frames, fps=Fraction(fps), path=path)
 
 
+def to_bytes(frames: torch.Tensor) -> torch.Tensor:
+    """0..1 floats to 8-bit, rounded."""
+    return frames.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
 def _even(frames: torch.Tensor) -> torch.Tensor:
     """yuv420p needs even sizes: repeat the last row/column instead of cropping picture away."""
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
@@ -131,7 +136,7 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float | Fraction, a
             video.options = {"crf": str(crf)}
             audio = _add_audio(av, output, Path(audio_from)) if audio_from else None
             for frame_slice in frame_batches(total, batch):
-                pixels = _even(frames[frame_slice]).mul(255.0).round_().clamp_(0, 255).to(torch.uint8).numpy()
+                pixels = to_bytes(_even(frames[frame_slice])).numpy()
                 for picture in pixels:
                     output.mux(video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
                 if progress:

@@ -102,6 +102,11 @@ def test_batches_of_inputs_go_to_an_output_folder(tmp_path):
     assert run(folder, "-o", tmp_path / "out", "--depth-video", depth, "--no-inpaint", "--quiet") == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_sbs.mp4", "b_sbs.mp4"]
     assert describe(tmp_path / "out" / "a_sbs.mp4")["audio"] is None
+    # Outputs beside their inputs, then a rerun over the folder: outputs are not taken for inputs.
+    for _ in range(2):
+        assert run(folder, "--depth-video", depth, "--no-inpaint", "--anaglyph", "--quiet") == 0
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "a.mp4", "a_sbs.mp4", "a_sbs_anaglyph.mp4", "b.mp4", "b_sbs.mp4", "b_sbs_anaglyph.mp4"]
 
 
 @pytest.mark.parametrize("argv, message", [
