@@ -205,12 +205,13 @@ def plan_jobs(args) -> list[Job]:
 
 
 class StageCache:
-    """Stage results of one job on disk, each valid only for the input and settings that made it."""
+    """Stage results of one job on disk, each valid only for the input, frames and settings that made it."""
 
-    def __init__(self, folder: Path, source: Path):
+    def __init__(self, folder: Path, source: Path, frames: int):
         self.folder = folder
         stat = source.stat()
-        self._source = {"path": str(source.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+        self._source = {"path": str(source.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
+                        "frames": frames}
 
     def _key(self, settings: dict) -> str:
         text = json.dumps({"source": self._source, **settings}, sort_keys=True, default=str)
@@ -284,7 +285,7 @@ class Converter:
                 return read_video(job.depth_video, max_frames=frames, progress=bar).frames, key
         settings = DepthCrafterSettings(steps=args.depth_steps, guidance=args.depth_guidance,
                                         window=args.depth_window, overlap=args.depth_overlap, max_res=args.max_res)
-        key = {"depthcrafter": asdict(settings), "seed": args.seed, "frames": frames}
+        key = {"depthcrafter": asdict(settings), "seed": args.seed}
         depth = cache.load("depth", key)
         if depth is not None:
             log.info("Depth: reusing the finished stage in %s", cache.folder)
@@ -299,17 +300,17 @@ class Converter:
         args = self.args
         disparity = DisparitySettings(max_disp=args.max_disp, unit=args.disp_unit, convergence=args.convergence,
                                       invert=args.invert_depth, normalize=args.normalize)
+        settings = InpaintSettings(steps=args.steps, frames_chunk=args.frames_chunk, overlap=args.overlap,
+                                   tile_num=args.tile_num, color_match=args.color_match)
+        key = {"depth": depth_key, "disparity": asdict(disparity), "inpaint": asdict(settings), "seed": args.seed}
+        right = None if args.no_inpaint else cache.load("right", key)
+        if right is not None:
+            log.info("Inpainting: reusing the finished stage in %s", cache.folder)
+            return right.float().div_(255.0)
         with self._bar("warp") as bar:
             warped, occlusion = warp_clip(video.frames, depth, disparity, device=self.device, progress=bar)
         if args.no_inpaint:
             return warped
-        settings = InpaintSettings(steps=args.steps, frames_chunk=args.frames_chunk, overlap=args.overlap,
-                                   tile_num=args.tile_num, color_match=args.color_match)
-        key = {"depth": depth_key, "disparity": asdict(disparity), "inpaint": asdict(settings), "seed": args.seed}
-        right = cache.load("right", key)
-        if right is not None:
-            log.info("Inpainting: reusing the finished stage in %s", cache.folder)
-            return right.float().div_(255.0)
         model = self.model(model_files.STEREOCRAFTER)
         with self._bar("inpaint (StereoCrafter)", unit="step") as bar:
             right = inpaint_clip(model, warped, occlusion, settings, left=video.frames, seed=args.seed,
@@ -324,9 +325,9 @@ class Converter:
             return "already done"
         work = (args.work_dir / job.output.stem if args.work_dir else
                 job.output.with_name(f".{job.output.stem}.work"))
-        cache = StageCache(work, job.source)
         with self._bar("read video") as bar:
             video = read_video(job.source, max_frames=args.max_frames, progress=bar)
+        cache = StageCache(work, job.source, video.frames.shape[0])
         depth, depth_key = self.depth(job, video, cache)
         right = self.right_eye(video, depth, depth_key, cache)
         results = {"output": compose_stereo(video.frames, right, args.format, swap=args.swap_eyes)}

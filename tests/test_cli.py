@@ -66,6 +66,16 @@ def test_reruns_skip_finished_outputs_and_resume_from_finished_stages(source, tm
                   *FAST])
 
 
+def test_stage_results_are_not_reused_for_another_frame_count(source, tmp_path, models_dir):
+    depth = tmp_path / "depth.mp4"
+    write_video(depth, torch.rand(10, 64, 96, 3), 24)
+    output = tmp_path / "clip_sbs.mp4"
+    common = [source, "-o", output, "--models", models_dir, "--depth-video", depth, "--keep-work", *FAST]
+    assert run(*common) == 0
+    assert run(*common, "--overwrite", "--max-frames", "6") == 0
+    assert describe(output)["frames"] == 6
+
+
 def test_an_interrupted_write_leaves_no_output_behind(source, tmp_path, monkeypatch):
     output = tmp_path / "clip_sbs.mp4"
     frames = read_video(source).frames
