@@ -255,20 +255,22 @@ class Converter:
             kinds.append(model_files.DEPTHCRAFTER)
         if not self.args.no_inpaint:
             kinds.append(model_files.STEREOCRAFTER)
-        if not kinds:
-            return
-        root = models_folder(self.args)
-        model_files.check_svd_folder(root / model_files.FOLDER_NAMES[model_files.SVD])
         for kind in kinds:
-            model_files.check_unet_folder(root / model_files.FOLDER_NAMES[kind], kind)
+            svd_folder, unet_folder = self._folders(kind)
+            model_files.check_svd_folder(svd_folder)
+            model_files.check_unet_folder(unet_folder, kind)
+
+    def _folders(self, kind: str) -> tuple[Path, Path]:
+        """The SVD folder and the `kind` model's folder under --models."""
+        root = models_folder(self.args)
+        return root / model_files.FOLDER_NAMES[model_files.SVD], root / model_files.FOLDER_NAMES[kind]
 
     def model(self, kind: str) -> VideoDiffusionModel:
         if kind not in self._models:
-            root = models_folder(self.args)
-            log.info("Loading %s from %s ...", model_files.TITLES[kind], root)
-            self._models[kind] = load_video_diffusion(
-                kind, root / model_files.FOLDER_NAMES[model_files.SVD], root / model_files.FOLDER_NAMES[kind],
-                dtype=self.args.dtype, policy=self.args.placement, device=self.device)
+            svd_folder, unet_folder = self._folders(kind)
+            log.info("Loading %s from %s ...", model_files.TITLES[kind], unet_folder)
+            self._models[kind] = load_video_diffusion(kind, svd_folder, unet_folder, dtype=self.args.dtype,
+                                                      policy=self.args.placement, device=self.device)
         return self._models[kind]
 
     def _bar(self, description: str, unit: str = "frame") -> ProgressBar:

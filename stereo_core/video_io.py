@@ -85,15 +85,13 @@ def _even(frames: torch.Tensor) -> torch.Tensor:
 
 def _add_audio(av, output, source: Path):
     """Output audio stream copied (or, for codecs mp4 cannot hold, re-encoded to AAC) from `source`."""
-    with av.open(str(source)) as probe:
-        if not probe.streams.audio:
+    with av.open(str(source)) as container:
+        if not container.streams.audio:
             return None
-        codec = probe.streams.audio[0].codec_context.name
-        rate = probe.streams.audio[0].rate
-    if codec in _MP4_AUDIO:
-        with av.open(str(source)) as template:
-            return output.add_stream_from_template(template.streams.audio[0]), True
-    return output.add_stream("aac", rate=rate), False
+        audio = container.streams.audio[0]
+        if audio.codec_context.name in _MP4_AUDIO:
+            return output.add_stream_from_template(audio), True
+        return output.add_stream("aac", rate=audio.rate), False
 
 
 def _mux_audio(av, output, source: Path, stream, copy: bool, duration: float) -> None:
@@ -131,7 +129,7 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float | Fraction, a
     try:
         with av.open(str(partial), mode="w", format="mp4") as output:
             video = output.add_stream("libx264", rate=fps)
-            video.width, video.height = _even(frames[:1]).shape[2], _even(frames[:1]).shape[1]
+            _, video.height, video.width, _ = _even(frames[:1]).shape
             video.pix_fmt = "yuv420p"
             video.options = {"crf": str(crf)}
             audio = _add_audio(av, output, Path(audio_from)) if audio_from else None
