@@ -14,3 +14,4 @@ has_seed_control = _module.has_seed_control
 read_widgets = _module.read_widgets
 WORKFLOWS = _module.WORKFLOWS
 builder = _module
+FRONTEND_ONLY = _module.FRONTEND_ONLY

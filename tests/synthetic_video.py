@@ -5,6 +5,10 @@ from pathlib import Path
 
 import av
 import numpy as np
+import torch
+
+from stereo_core.layouts import compose_splat_grid
+from stereo_core.video_io import read_video, write_video
 
 SAMPLE_RATE = 44100
 
@@ -44,6 +48,22 @@ def make_video(path: Path, frames: int = 10, width: int = 96, height: int = 64, 
                 output.mux(audio.encode(frame))
             output.mux(audio.encode(None))
     return path
+
+
+def make_depth_video(path: Path, frames: int, width: int, height: int, fps: Fraction) -> Path:
+    """A depth clip (white = near): a left-to-right ramp with a near box in the middle."""
+    depth = torch.linspace(0.1, 0.5, width).view(1, 1, width, 1).repeat(frames, height, 1, 3)
+    depth[:, height // 4: 3 * height // 4, width * 5 // 16: width * 45 // 64] = 0.9
+    return write_video(path, depth, fps)
+
+
+def make_grid_video(path: Path, clip: Path, depth: Path) -> Path:
+    """A 2x2 splatting-grid video of `clip` (with its audio), holes in a vertical band, as stage 1 writes it."""
+    left, depth_vis = read_video(clip), read_video(depth).frames
+    occlusion = torch.zeros(left.frames.shape[:3])
+    occlusion[:, :, left.frames.shape[2] * 15 // 32: left.frames.shape[2] * 35 // 64] = 1
+    warped = left.frames * (1 - occlusion).unsqueeze(-1)
+    return write_video(path, compose_splat_grid(left.frames, depth_vis, occlusion, warped), left.fps, audio_from=clip)
 
 
 def describe(path: Path) -> dict:

@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from build_workflows_import import WORKFLOWS as BUILDERS
-from build_workflows_import import builder
-from build_workflows_import import definition, optional_inputs, read_widgets
+from build_workflows_import import FRONTEND_ONLY, builder, definition, optional_inputs, read_widgets
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / "workflows").glob("*.json"))
-FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 
 
 def _vhs_format_widgets():

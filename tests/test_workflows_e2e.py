@@ -9,11 +9,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-import torch
 
-from stereo_core.layouts import compose_splat_grid
-from stereo_core.video_io import read_video, write_video
-from synthetic_video import describe, make_video
+from stereo_core.video_io import read_video
+from synthetic_video import describe, make_depth_video, make_grid_video, make_video
 from workflow_executor import run_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,9 +23,7 @@ CODEC_TOLERANCE = 0.03  # mean absolute difference after one or two H.264 passes
 def input_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("input")
     make_video(folder / "input_video.mp4", frames=FRAMES, width=WIDTH, height=HEIGHT, fps=FPS)
-    depth = torch.linspace(0.1, 0.5, WIDTH).view(1, 1, WIDTH, 1).repeat(FRAMES, HEIGHT, 1, 3)
-    depth[:, 16:48, 40:90] = 0.9
-    write_video(folder / "input_depth.mp4", depth, FPS)
+    make_depth_video(folder / "input_depth.mp4", FRAMES, WIDTH, HEIGHT, FPS)
     return folder
 
 
@@ -93,10 +89,7 @@ def test_without_weights_the_loader_says_what_to_download_where(name, nodes, inp
     monkeypatch.setenv("STEREOCRAFTER_MODELS", str(empty))
     grid_input = tmp_path / "input"
     shutil.copytree(input_dir, grid_input)
-    left = read_video(input_dir / "input_video.mp4").frames
-    mask = torch.zeros(left.shape[:3])
-    mask[:, :, 50:60] = 1
-    write_video(grid_input / "input_grid.mp4", compose_splat_grid(left, left, mask, left), FPS)
+    make_grid_video(grid_input / "input_grid.mp4", input_dir / "input_video.mp4", input_dir / "input_depth.mp4")
     with pytest.raises(ValueError) as error:
         run(name, nodes, grid_input, tmp_path / "out")
     message = str(error.value)

@@ -15,11 +15,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-import torch
 
-from stereo_core.layouts import compose_splat_grid
-from stereo_core.video_io import read_video, write_video
-from synthetic_video import describe, make_video
+from stereo_core.video_io import read_video
+from synthetic_video import describe, make_depth_video, make_grid_video, make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 COMFYH = Path(os.environ.get("COMFYH", ROOT.parent / "shared" / "tools" / "comfy" / "comfyh.py"))
@@ -46,14 +44,8 @@ EXPECTED = {  # workflow -> {output prefix: (width factor, height factor, audio)
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("comfy_inputs")
     clip = make_video(folder / "input_video.mp4", frames=FRAMES, width=WIDTH, height=HEIGHT, fps=FPS)
-    depth = torch.linspace(0.1, 0.5, WIDTH).view(1, 1, WIDTH, 1).repeat(FRAMES, HEIGHT, 1, 3)
-    depth[:, 16:48, 40:90] = 0.9
-    write_video(folder / "input_depth.mp4", depth, FPS)
-    left = read_video(clip).frames
-    occlusion = torch.zeros(FRAMES, HEIGHT, WIDTH)
-    occlusion[:, :, 60:70] = 1
-    grid = compose_splat_grid(left, depth, occlusion, left * (1 - occlusion).unsqueeze(-1))
-    write_video(folder / "input_grid.mp4", grid, FPS, audio_from=clip)
+    depth = make_depth_video(folder / "input_depth.mp4", FRAMES, WIDTH, HEIGHT, FPS)
+    make_grid_video(folder / "input_grid.mp4", clip, depth)
     return folder
 
 

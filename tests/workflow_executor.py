@@ -13,10 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_workflows_import import definition, read_widgets
+from build_workflows_import import FRONTEND_ONLY, definition, read_widgets
 from stereo_core.video_io import read_video, write_video
-
-FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute"}
 
 
 @dataclass

@@ -19,6 +19,8 @@ from conftest import load_pack  # noqa: E402
 SNAPSHOT = json.loads((ROOT / "tests/data/object_info_core_vhs.json").read_text())["nodes"]
 PACK = load_pack()
 OUTPUT_DIR = ROOT / "workflows"
+# Nodes that live only in the frontend: no definition in /object_info, nothing to execute.
+FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 
 
@@ -236,10 +238,15 @@ def inpaint(graph, left, warped, mask, pos, loader_pos=None):
     return node
 
 
+def depth_and_warp(graph, images):
+    """DepthCrafter on `images`, then Forward Warp Stereo by that depth: (depth node, warp node)."""
+    depth = depthcrafter(graph, images, (440, 140))
+    return depth, warp(graph, images, (depth, "depth"), (810, 140))
+
+
 def depth_warp_inpaint(graph, images):
     """The whole conversion of `images`: DepthCrafter, Forward Warp Stereo, StereoCrafter; the inpaint node."""
-    depth = depthcrafter(graph, images, (440, 140))
-    right = warp(graph, images, (depth, "depth"), (810, 140))
+    _, right = depth_and_warp(graph, images)
     return inpaint(graph, images, (right, "right"), (right, "occlusion"), (1180, 140))
 
 
@@ -324,8 +331,7 @@ def stage1_splatting():
         "inpainting script.",
         (0, -340), size=(560, 300))
     components = load_video(graph, "input_video.mp4", (0, 0))
-    depth = depthcrafter(graph, (components, "images"), (440, 140))
-    right = warp(graph, (components, "images"), (depth, "depth"), (810, 140))
+    depth, right = depth_and_warp(graph, (components, "images"))
     grid = graph.node("SC3D_SplatGridCompose", (1180, 140), size=(300, 170))
     graph.link(components, "images", grid, "left")
     graph.link(depth, "depth", grid, "depth")
