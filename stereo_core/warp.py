@@ -11,16 +11,22 @@ occlusion mask is 1 - clamp(splat(ones)). Two deliberate fixes:
 * when the disparity range would overflow float32 (~254 px and more), weights are
   normalised per target pixel instead of per clip, which is exact and finite.
 
-Speed: both bilinear halves of a value travel in one complex64 element
-(value * ((1 - f) + i f)), so one scatter of C + 2 complex channels does the work
-of 2 (C + 2) real ones; rows are processed in blocks that stay in cache.
+Speed: on the CPU the splat runs as a kernel compiled with numba (warp_cpu.py).
+Elsewhere, and where numba is missing, it runs as torch scatters (splat_rows): both
+bilinear halves of a value travel in one complex64 element (value * ((1 - f) + i f)),
+so one scatter of C + 2 complex channels does the work of 2 (C + 2) real ones; rows
+are processed in blocks that stay in cache.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 
 import torch
+
+log = logging.getLogger(__name__)
 
 Z_BUFFER_BASE = 1.414
 _LOG2_BASE = math.log2(Z_BUFFER_BASE)
@@ -30,6 +36,12 @@ _MAX_FAST_EXPONENT = 100.0
 DENOMINATOR_EPS = 1e-6
 # Rows per block are chosen so a block holds about this many pixels.
 _BLOCK_PIXELS = 1 << 16
+# The compiled kernel keeps its scratch in cache by itself; blocks only bound the
+# float32 copies it may need.
+_COMPILED_BLOCK_PIXELS = 1 << 20
+# Set to 1 to keep the CPU warp on torch (e.g. if numba misbehaves in an environment).
+NO_NUMBA_ENV = "STEREOCRAFTER_NO_NUMBA"
+_compiled_cpu_splat = None
 
 
 def needs_stable_weights(disp_min: float, disp_max: float) -> bool:
@@ -42,13 +54,16 @@ def splat_rows(
     disparity: torch.Tensor,
     disp_min: float,
     stable: bool = False,
+    out: torch.Tensor | None = None,
+    out_occlusion: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp a block of rows.
 
     rows: [R, W, C] float, disparity: [R, W] in pixels (a pixel moves to x - d).
     disp_min: the smallest disparity of the clip (the z-buffer reference).
     stable: normalise weights per target pixel (needed for huge disparity ranges).
-    Returns (warped [R, W, C], occlusion [R, W]) in float32.
+    Returns (warped [R, W, C], occlusion [R, W]): in float32, or written into out /
+    out_occlusion (any dtype) when given.
     """
     num_rows, width, channels = rows.shape
     device = rows.device
@@ -81,7 +96,12 @@ def splat_rows(
 
     warped = totals[:channels] / totals[channels].clamp_min(DENOMINATOR_EPS)
     occlusion = 1.0 - totals[channels + 1].clamp_(0.0, 1.0)
-    return warped.permute(1, 2, 0), occlusion
+    return copy_into(out, warped.permute(1, 2, 0)), copy_into(out_occlusion, occlusion)
+
+
+def copy_into(out: torch.Tensor | None, result: torch.Tensor) -> torch.Tensor:
+    """result written into out when given (converting dtype and device), else result."""
+    return result if out is None else out.copy_(result)
 
 
 def _scatter_pairs(pairs: torch.Tensor, slot: torch.Tensor, num_slots: int, as_complex: bool | None = None) -> torch.Tensor:
@@ -117,6 +137,25 @@ def _per_target_weights(disparity: torch.Tensor, slot: torch.Tensor, width: int)
     return torch.exp2(exponents * _LOG2_BASE)
 
 
+def compiled_cpu_splat():
+    """warp_cpu.splat_rows_compiled, or None where numba is missing, broken or switched off."""
+    global _compiled_cpu_splat
+    if os.environ.get(NO_NUMBA_ENV, "") not in ("", "0"):
+        return None
+    if _compiled_cpu_splat is None:
+        try:
+            from .warp_cpu import splat_rows_compiled
+
+            # Compile now, on one row, so a numba that imports but cannot build the kernel
+            # falls back here rather than failing mid-clip.
+            splat_rows_compiled(torch.zeros(1, 2, 3), torch.zeros(1, 2), 0.0)
+        except Exception as error:  # ImportError, a numba that refuses this numpy, a compile error
+            log.warning("numba is not usable (%s); the CPU warp falls back to torch, several times slower", error)
+            splat_rows_compiled = False
+        _compiled_cpu_splat = splat_rows_compiled
+    return _compiled_cpu_splat or None
+
+
 def forward_warp(
     image: torch.Tensor,
     disparity: torch.Tensor,
@@ -135,21 +174,23 @@ def forward_warp(
     """
     frames, height, width, channels = image.shape
     if disp_min is None or disp_max is None:
-        disp_min, disp_max = float(disparity.min()), float(disparity.max())
+        disp_min, disp_max = (float(value) for value in torch.aminmax(disparity))
     stable = needs_stable_weights(disp_min, disp_max)
     if out_image is None:
         out_image = torch.empty_like(image)
     if out_occlusion is None:
         out_occlusion = torch.empty(image.shape[:3], device=image.device, dtype=image.dtype)
 
+    splat, block_pixels = (splat_rows, _BLOCK_PIXELS)
+    if image.device.type == "cpu" and (compiled := compiled_cpu_splat()) is not None:
+        splat, block_pixels = compiled, _COMPILED_BLOCK_PIXELS
+
     rows = image.reshape(frames * height, width, channels)
     disp_rows = disparity.reshape(frames * height, width)
     out_rows = out_image.view(frames * height, width, channels)
     out_occ_rows = out_occlusion.view(frames * height, width)
-    block = max(1, _BLOCK_PIXELS // width)
+    block = max(1, block_pixels // width)
     for start in range(0, frames * height, block):
         stop = min(start + block, frames * height)
-        warped, occlusion = splat_rows(rows[start:stop], disp_rows[start:stop], disp_min, stable)
-        out_rows[start:stop].copy_(warped)
-        out_occ_rows[start:stop].copy_(occlusion)
+        splat(rows[start:stop], disp_rows[start:stop], disp_min, stable, out_rows[start:stop], out_occ_rows[start:stop])
     return out_image, out_occlusion

@@ -1,11 +1,30 @@
-"""Forward warp: hand-computed splats, borders, agreement with the loop reference."""
+"""Forward warp: hand-computed splats, borders, agreement with the loop reference.
 
+Every test runs twice: with the compiled CPU kernel (numba) and with the torch path
+that other devices, and CPUs without numba, use.
+"""
+
+import logging
+import sys
+
+import numba
+import numpy as np
 import pytest
 import torch
 
 from reference_loops import splat_loops
 from stereo_core import warp as warp_module
+from stereo_core import warp_cpu
 from stereo_core.warp import forward_warp, needs_stable_weights, splat_rows
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def backend(request, monkeypatch):
+    if request.param == "torch":
+        monkeypatch.setenv(warp_module.NO_NUMBA_ENV, "1")
+    else:
+        monkeypatch.delenv(warp_module.NO_NUMBA_ENV, raising=False)
+    return request.param
 
 
 def one_row(values, disparity):
@@ -144,6 +163,92 @@ def test_blocks_of_rows_do_not_change_the_result(monkeypatch):
     disparity = (torch.rand(3, 7, 16, generator=generator) * 2 - 1) * 5
     whole = forward_warp(image, disparity)
     monkeypatch.setattr(warp_module, "_BLOCK_PIXELS", 16 * 2)  # two rows per block
+    monkeypatch.setattr(warp_module, "_COMPILED_BLOCK_PIXELS", 16 * 2)
     blocked = forward_warp(image, disparity)
     torch.testing.assert_close(blocked[0], whole[0])
     torch.testing.assert_close(blocked[1], whole[1])
+
+
+def test_each_backend_is_the_one_running(backend, monkeypatch):
+    calls = []
+    compiled = warp_cpu.splat_rows_compiled
+    monkeypatch.setattr(warp_module, "splat_rows", lambda *args: calls.append("torch") or splat_rows(*args))
+    monkeypatch.setattr(warp_module, "_compiled_cpu_splat", lambda *args: calls.append("compiled") or compiled(*args))
+    forward_warp(torch.rand(1, 2, 5, 3), torch.zeros(1, 2, 5))
+    assert calls == [backend]
+
+
+@pytest.mark.parametrize("channels", [0, 1, 3, 4, 7])
+@pytest.mark.parametrize("stable", [False, True])
+def test_compiled_kernel_agrees_with_the_torch_path(channels, stable):
+    generator = torch.Generator().manual_seed(8 + channels)
+    rows = torch.rand(9, 37, channels, generator=generator)
+    disparity = (torch.rand(9, 37, generator=generator) * 2 - 1) * 9
+    disparity[:, 12:20] += 11  # folds, collisions and holes
+    disp_min = float(disparity.min())
+    expected = splat_rows(rows, disparity, disp_min, stable)
+    compiled = warp_cpu.splat_rows_compiled(rows, disparity, disp_min, stable)
+    torch.testing.assert_close(compiled[0], expected[0], atol=2e-6, rtol=2e-6)
+    torch.testing.assert_close(compiled[1], expected[1], atol=1e-6, rtol=0)
+
+
+def test_compiled_kernel_splits_rows_between_threads_without_changing_them():
+    generator = torch.Generator().manual_seed(9)
+    colour = torch.rand(11, 29, 3, generator=generator).numpy()
+    disparity = ((torch.rand(11, 29, generator=generator) * 2 - 1) * 6).numpy()
+    results = []
+    for threads in (1, 2, 5):  # 11 rows: uneven shares, a last thread with fewer rows
+        out, occlusion = np.full_like(colour, np.nan), np.full_like(disparity, np.nan)
+        warp_cpu._splat_rgb_rows(colour, disparity, np.float32(disparity.min()), np.float32(warp_module._LOG2_BASE),
+                                 False, np.float32(1e-6), threads, out, occlusion)
+        results.append((out, occlusion))
+    for out, occlusion in results:
+        assert np.isfinite(out).all() and np.isfinite(occlusion).all()  # every row written
+        np.testing.assert_array_equal(out, results[0][0])
+        np.testing.assert_array_equal(occlusion, results[0][1])
+
+
+def test_compiled_exp2_is_accurate_over_its_whole_range():
+    exponents = np.linspace(-126, 127, 4001, dtype=np.float32)
+    ours = np.array([warp_cpu._exp2(value) for value in exponents], dtype=np.float64)
+    exact = np.exp2(exponents.astype(np.float64))
+    assert np.max(np.abs(ours / exact - 1)) < 3e-7
+
+
+def test_any_disparity_value_stays_inside_its_row():
+    # NaN, infinities and absurd values must not reach memory outside the row's slots
+    # (the kernel runs without bounds checks); the rows around them are untouched.
+    generator = torch.Generator().manual_seed(10)
+    rows = torch.rand(3, 16, 3, generator=generator)
+    disparity = (torch.rand(3, 16, generator=generator) * 2 - 1) * 3
+    disparity[1, ::3] = torch.tensor([float("nan"), float("inf"), -float("inf"), 1e30, -1e30, 3e9])
+    clean = splat_rows(rows[[0, 2]], disparity[[0, 2]], -3.0)
+    warped, occlusion = warp_cpu.splat_rows_compiled(rows, disparity, -3.0)
+    torch.testing.assert_close(warped[[0, 2]], clean[0], atol=2e-6, rtol=2e-6)
+    torch.testing.assert_close(occlusion[[0, 2]], clean[1])
+
+
+def test_a_kernel_that_does_not_compile_falls_back_to_torch(monkeypatch, caplog):
+    def broken(*args):
+        raise numba.core.errors.TypingError("no implementation for this llvmlite")
+
+    monkeypatch.delenv(warp_module.NO_NUMBA_ENV, raising=False)
+    monkeypatch.setattr(warp_module, "_compiled_cpu_splat", None)
+    monkeypatch.setattr(warp_cpu, "_splat_rgb_rows", broken)
+    with caplog.at_level(logging.WARNING, logger="stereo_core.warp"):
+        assert warp_module.compiled_cpu_splat() is None
+    assert "no implementation for this llvmlite" in caplog.text
+
+
+def test_without_numba_the_cpu_warp_falls_back_to_torch_and_says_so(monkeypatch, caplog):
+    monkeypatch.delenv(warp_module.NO_NUMBA_ENV, raising=False)
+    monkeypatch.setattr(warp_module, "_compiled_cpu_splat", None)
+    monkeypatch.delitem(sys.modules, "stereo_core.warp_cpu")
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    image, disparity = torch.rand(1, 3, 8, 3), torch.full((1, 3, 8), 0.5)
+    with caplog.at_level(logging.WARNING, logger="stereo_core.warp"):
+        warped, occlusion = forward_warp(image, disparity)
+    assert warp_module.compiled_cpu_splat() is None
+    assert "numba" in caplog.text and "torch" in caplog.text
+    expected = splat_rows(image[0], disparity[0], 0.5)
+    torch.testing.assert_close(warped[0], expected[0])
