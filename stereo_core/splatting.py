@@ -72,9 +72,7 @@ def warp_clip(
     batches = _disparity_batches(depth, frames, height, width, settings, batch, device)
     disp_min, disp_max = next(batches)
     for frame_slice, disparity in batches:
-        warped, holes = forward_warp(image[frame_slice].to(device), disparity, disp_min, disp_max)
-        right[frame_slice].copy_(warped)
-        occlusion[frame_slice].copy_(holes)
+        forward_warp(image[frame_slice].to(device), disparity, disp_min, disp_max, right[frame_slice], occlusion[frame_slice])
         if progress:
             progress(frame_slice.stop, frames)
     return right, occlusion
@@ -103,7 +101,7 @@ def occlusion_from_depth(
     disp_min, disp_max = next(batches)
     for frame_slice, disparity in batches:
         no_colour = disparity.new_empty((*disparity.shape, 0))
-        occlusion[frame_slice].copy_(forward_warp(no_colour, disparity, disp_min, disp_max)[1])
+        forward_warp(no_colour, disparity, disp_min, disp_max, out_occlusion=occlusion[frame_slice])
         if progress:
             progress(frame_slice.stop, frames)
     return occlusion
