@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from llvmlite import ir
 from numba.core import cgutils, types
+from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
 from .warp import _LOG2_BASE, DENOMINATOR_EPS, copy_into
@@ -132,7 +133,7 @@ def _exp2(exponent):  # pragma: no cover (compiled)
     return p * _float_from_bits((np.int32(whole) + np.int32(127)) << np.int32(23))
 
 
-@numba.njit(parallel=True, cache=True, **_KERNEL_OPTIONS)
+@numba.njit(parallel=True, **_KERNEL_OPTIONS)
 def _splat_rgb_rows(colour, disparity, disp_min, log2_base, stable, eps, threads, out, occlusion):  # pragma: no cover
     """colour [R, W, 3], disparity [R, W] float32 -> out [R, W, 3], occlusion [R, W]."""
     rows, width, _ = colour.shape
@@ -186,6 +187,22 @@ def _splat_rgb_rows(colour, disparity, disp_min, log2_base, stable, eps, threads
                 _clear_slot(sums, s)
             for s in (0, 1, width + 2, width + 3):
                 _clear_slot(sums, s)
+
+
+class _CacheKeyedByModuleName(FunctionCache):
+    """numba's on-disk cache, with the module's import name in each entry's key.
+
+    Cached code re-imports its module by name when loaded, and this module's name
+    depends on how the pack was imported: `stereo_core.warp_cpu` from the command line or
+    tests, `<pack folder>.stereo_core.warp_cpu` inside ComfyUI. numba keys entries by
+    source file alone, so an entry written under one name fails to load under the other.
+    """
+
+    def _index_key(self, sig, codegen):
+        return (*super()._index_key(sig, codegen), self._py_func.__module__)
+
+
+_splat_rgb_rows._cache = _CacheKeyedByModuleName(_splat_rgb_rows.py_func)
 
 
 def splat_rows_compiled(
