@@ -200,7 +200,7 @@ def test_compiled_kernel_splits_rows_between_threads_without_changing_them():
     for threads in (1, 2, 5):  # 11 rows: uneven shares, a last thread with fewer rows
         out, occlusion = np.full_like(colour, np.nan), np.full_like(disparity, np.nan)
         warp_cpu._splat_rgb_rows(colour, disparity, np.float32(disparity.min()), np.float32(warp_module._LOG2_BASE),
-                                 False, np.float32(1e-6), threads, out, occlusion)
+                                 False, np.float32(warp_module.DENOMINATOR_EPS), threads, out, occlusion)
         results.append((out, occlusion))
     for out, occlusion in results:
         assert np.isfinite(out).all() and np.isfinite(occlusion).all()  # every row written

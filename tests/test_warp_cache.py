@@ -15,11 +15,13 @@ import torch
 root, package = sys.argv[1], sys.argv[2]
 if package == "stereo_core":
     sys.path.insert(0, root)
+    prefix = ""
 else:
     spec = importlib.util.spec_from_file_location(package, root + "/__init__.py", submodule_search_locations=[root])
     sys.modules[package] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sys.modules[package])
-kernel = importlib.import_module(package + ".stereo_core.warp_cpu" if package != "stereo_core" else "stereo_core.warp_cpu")
+    prefix = package + "."
+kernel = importlib.import_module(prefix + "stereo_core.warp_cpu")
 warped, _ = kernel.splat_rows_compiled(torch.ones(2, 5, 3), torch.zeros(2, 5), 0.0)
 stats = kernel._splat_rgb_rows.stats
 print(json.dumps({"module": kernel.__name__, "hits": sum(stats.cache_hits.values()), "sum": warped.sum().item()}))
