@@ -202,6 +202,8 @@ def estimate_depth(
                                        f"got {tuple(latents.shape)}.")
 
         scheduler = model.new_scheduler()
+        # init_noise_sigma is only right once the sigmas are set (700 for SVD's Karras schedule, not ~14.6).
+        scheduler.set_timesteps(settings.steps, device=device)
         window_noise = window_noise * scheduler.init_noise_sigma
         time_ids = added_time_ids(settings.fps, settings.motion_bucket, settings.noise_aug, device, dtype)
         result_latents = torch.empty(total_frames, *latent_shape)
@@ -246,9 +248,9 @@ def estimate_depth(
         with placement.use(model.vae):
             for part in decode_slices:
                 decoded = vae_decode(model, result_latents[part].to(device)).mean(dim=1)
-                low, high = min(low, float(decoded.min())), max(high, float(decoded.max()))
-                # Resizing averages with weights summing to 1, so normalising afterwards is the same.
+                # Extremes are taken at the delivered size: resizing does not keep them.
                 depth[part] = resize_frames(decoded, height, width).cpu()
+                low, high = min(low, float(depth[part].min())), max(high, float(depth[part].max()))
                 ticker.tick()
 
     placement.memory.empty_cache(device)

@@ -41,6 +41,7 @@ def reference_depth(model, video, steps=8, guidance=1.2, window=70, overlap=25, 
         window, overlap = frames_count, 0
     stride = window - overlap
     scheduler = EulerDiscreteScheduler.from_config(model.scheduler_config)
+    scheduler.set_timesteps(steps)  # as the official pipeline: timesteps before latents
     latents_init = torch.randn((1, window, 4, h // 8, w // 8), generator=generator) * scheduler.init_noise_sigma
     time_ids = torch.tensor([[7.0, 127.0, noise_aug]])
     weights = torch.linspace(0, 1, overlap).view(1, overlap, 1, 1, 1) if overlap > 0 else None
@@ -76,6 +77,5 @@ def reference_depth(model, video, steps=8, guidance=1.2, window=70, overlap=25, 
     flat = latents_all.flatten(0, 1) / model.vae.config.scaling_factor
     decoded = torch.cat([model.vae.decode(flat[i:i + decode_chunk], num_frames=flat[i:i + decode_chunk].shape[0]).sample
                          for i in range(0, flat.shape[0], decode_chunk)])
-    depth = (decoded / 2 + 0.5).clamp(0, 1).mean(dim=1)
-    depth = (depth - depth.min()) / (depth.max() - depth.min())
-    return resize_frames(depth, height, width)
+    depth = resize_frames((decoded / 2 + 0.5).clamp(0, 1).mean(dim=1), height, width)
+    return (depth - depth.min()) / (depth.max() - depth.min())

@@ -18,6 +18,16 @@ def test_depth_node_outputs_a_three_channel_depth_image(nodes, depthcrafter_mode
     assert torch.equal(depth, again)  # the seed fixes the result
 
 
+def test_depth_node_spans_exactly_0_to_1_over_the_clip_at_the_input_size(nodes, depthcrafter_model):
+    # 176x144 runs at 192x128 and is resized back: the extremes must be taken after the resize.
+    image = torch.rand(5, 144, 176, 3, generator=torch.Generator().manual_seed(1))
+    (depth,) = nodes["SC3D_DepthCrafterDepth"]().estimate(depthcrafter_model, image, **FAST)
+    assert depth.shape == (5, 144, 176, 3)
+    assert float(depth.min()) == 0.0 and float(depth.max()) == 1.0
+    (again,) = nodes["SC3D_DepthCrafterDepth"]().estimate(depthcrafter_model, image, **FAST)
+    assert torch.equal(depth, again)
+
+
 def test_depth_node_moves_comfys_progress_bar_and_stops_on_cancel(nodes, depthcrafter_model, fake_comfy):
     image = torch.rand(11, 64, 64, 3)
     nodes["SC3D_DepthCrafterDepth"]().estimate(depthcrafter_model, image, **FAST)
