@@ -119,13 +119,6 @@ def plan_windows(frames: int, window: int, overlap: int) -> list[Window]:
     return plan
 
 
-def rotate_noise(noise: torch.Tensor, overlap: int) -> torch.Tensor:
-    """The next window's initial noise: the last `overlap` frames move to the front."""
-    if overlap == 0:
-        return noise
-    return torch.cat([noise[-overlap:], noise[:-overlap]])
-
-
 def blend_overlap(earlier: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
     """Cross-fade shared frames [n, ...]: the later window's weight rises linearly from 0 to 1."""
     weight = torch.linspace(0, 1, earlier.shape[0]).view(-1, *([1] * (earlier.ndim - 1)))
@@ -145,6 +138,135 @@ def _model_frames(video: torch.Tensor, size: tuple[int, int], device: torch.devi
     return frames.permute(0, 3, 1, 2) * 2.0 - 1.0
 
 
+class DepthSampler:
+    """One clip's DepthCrafter run as separate steps: encode frames, draw the window noise, denoise each
+    window, decode.
+
+    estimate_depth drives it with the whole clip in memory; the streaming engine drives it with its work
+    kept on disk. Both call the same steps in the same order, so they compute the same numbers. Each
+    step expects its model part to be on the device (`model.placement.use(...)`) and keeps its
+    results on the CPU.
+    """
+
+    def __init__(self, model: VideoDiffusionModel, settings: DepthCrafterSettings, frames: int, height: int,
+                 width: int, generator: torch.Generator | None, ticker: ProgressTicker | None = None):
+        require_kind(model, DEPTHCRAFTER, "DepthCrafter Depth")
+        settings.check()
+        self.model, self.settings, self.generator = model, settings, generator
+        self.frames, self.height, self.width = frames, height, width
+        self.size = working_size(height, width, settings.max_res)
+        factor = model.vae_scale_factor
+        self.latent_shape = (model.latent_channels, self.size[0] // factor, self.size[1] // factor)
+        self.windows = plan_windows(frames, settings.window, settings.overlap)
+        self.encode_slices = list(chunks(frames, settings.encode_chunk))
+        self.decode_slices = list(chunks(frames, settings.decode_chunk))
+        self.ticker = ticker or ProgressTicker(None, 0)
+        self.unet_calls = 0
+        self.time_ids = added_time_ids(settings.fps, settings.motion_bucket, settings.noise_aug, model.device,
+                                       model.dtype)
+
+    @property
+    def ticks(self) -> int:
+        """Units of progress a whole run reports: encode chunks (CLIP, VAE), window steps, decode chunks."""
+        return 2 * len(self.encode_slices) + len(self.windows) * self.settings.steps + len(self.decode_slices)
+
+    def embed(self, video: torch.Tensor) -> torch.Tensor:
+        """CLIP embeddings [n, dim] of one encode chunk of frames [n, H, W, 3] (0..1)."""
+        embeddings = clip_embeddings(self.model, _model_frames(video, self.size, self.model.device))
+        self.ticker.tick()
+        return embeddings.to(self.model.dtype).cpu()
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Noise-augmented VAE latents [n, 4, h, w] of one encode chunk; draws that chunk's noise.
+
+        Noise is drawn chunk by chunk in clip order: the same numbers as one draw for the whole clip.
+        """
+        frames = _model_frames(video, self.size, self.model.device)
+        noise = random_normal(frames.shape, self.generator).to(frames.device)
+        latents = vae_encode(self.model, frames + self.settings.noise_aug * noise)
+        self.ticker.tick()
+        return latents.to(self.model.dtype).cpu()
+
+    def new_scheduler(self):
+        scheduler = self.model.new_scheduler()
+        # init_noise_sigma is only right once the sigmas are set (700 for SVD's Karras schedule, not ~14.6).
+        scheduler.set_timesteps(self.settings.steps, device=self.model.device)
+        return scheduler
+
+    def initial_noise(self, latents: torch.Tensor | None = None) -> torch.Tensor:
+        """The first window's initial noise, scaled to the first sigma; drawn after every encode chunk."""
+        noise_shape = (self.windows[0].frames, *self.latent_shape)
+        if latents is None:
+            noise = random_normal(noise_shape, self.generator).cpu()
+        else:
+            noise = latents.reshape(-1, *latents.shape[-3:]).float().cpu()
+            if tuple(noise.shape) != noise_shape:
+                raise StereoInputError(f"latents must be shaped {noise_shape} for this clip and settings, "
+                                       f"got {tuple(latents.shape)}.")
+        return noise * self.new_scheduler().init_noise_sigma
+
+    def window_noise(self, noise: torch.Tensor, index: int) -> torch.Tensor:
+        """Window `index`'s initial noise: the first window's, rotated once per window before it."""
+        # `index` rotations by `overlap` frames are one roll (a permutation: exact).
+        shift = index * self.settings.overlap % noise.shape[0]
+        return torch.roll(noise, shift, dims=0)[:self.windows[index].frames]
+
+    def denoise(self, unet, window: Window, noise: torch.Tensor, frame_latents: torch.Tensor,
+                frame_embeddings: torch.Tensor, shared: torch.Tensor | None) -> torch.Tensor:
+        """Final latents [n, 4, h, w] of one window (CPU, float32), before blending into the clip's.
+
+        `shared`: the clip's latents of the window's first `window.blend` frames so far (None for the
+        first window); the window starts from them, noised to the first sigma.
+        """
+        settings, device, dtype = self.settings, self.model.device, self.model.dtype
+        scheduler = self.new_scheduler()
+        sample = noise.to(device)
+        frame_latents = frame_latents.to(device)
+        frame_embeddings = frame_embeddings.to(device)
+
+        def predict(scaled, latents, embeddings, t):
+            self.unet_calls += 1
+            unet_input = torch.cat([scaled, latents], dim=1).unsqueeze(0).to(dtype)
+            return unet(unet_input, t, encoder_hidden_states=embeddings.unsqueeze(0),
+                        added_time_ids=self.time_ids, return_dict=False)[0][0].float()
+
+        for step, t in enumerate(scheduler.timesteps):
+            if step == 0 and window.blend:
+                # Continue from the previous window's result, noised to the first sigma.
+                sigma = float(scheduler.sigmas[0]) / float(scheduler.init_noise_sigma)
+                sample[:window.blend] = shared.to(device) + sample[:window.blend] * sigma
+            scaled = scheduler.scale_model_input(sample, t)
+            prediction = predict(scaled, frame_latents, frame_embeddings, t)
+            if settings.guidance != 1.0:
+                unconditional = predict(scaled, torch.zeros_like(frame_latents), torch.zeros_like(frame_embeddings), t)
+                prediction = unconditional + settings.guidance * (prediction - unconditional)
+            sample = scheduler.step(prediction, t, sample).prev_sample
+            self.ticker.tick()
+        return sample.float().cpu()
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Depth [n, H, W] at the input size, not yet normalised, from one decode chunk of final latents."""
+        decoded = vae_decode(self.model, latents.to(self.model.device)).mean(dim=1)
+        depth = resize_frames(decoded, self.height, self.width).cpu()
+        self.ticker.tick()
+        return depth
+
+
+def merge_window(result: torch.Tensor, window: Window, sample: torch.Tensor, offset: int = 0) -> None:
+    """Put a window's final latents into the clip's latents `result` (which starts at frame `offset`),
+    cross-fading the frames it shares with the previous window."""
+    start = window.start - offset
+    if window.blend:
+        shared = slice(start, start + window.blend)
+        result[shared] = blend_overlap(result[shared], sample[:window.blend])
+    result[start + window.blend:start + window.frames] = sample[window.blend:]
+
+
+def normalize_depth(depth: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Min-max normalise depth in place with the clip's extremes (1 = nearest)."""
+    return depth.sub_(low).div_(max(high - low, 1e-12))
+
+
 def estimate_depth(
     model: VideoDiffusionModel,
     video: torch.Tensor,
@@ -162,97 +284,33 @@ def estimate_depth(
     require_kind(model, DEPTHCRAFTER, "DepthCrafter Depth")
     video = check_clip(video, "image")
     check_finite(video, "image")
-    settings.check()
-    generator = seeded(generator, seed)
-
     total_frames, height, width, _ = video.shape
-    size = working_size(height, width, settings.max_res)
-    factor = model.vae_scale_factor
-    latent_shape = (model.latent_channels, size[0] // factor, size[1] // factor)
-    windows = plan_windows(total_frames, settings.window, settings.overlap)
-    window_frames = windows[0].frames
-    encode_slices = list(chunks(total_frames, settings.encode_chunk))
-    decode_slices = list(chunks(total_frames, settings.decode_chunk))
-    ticker = ProgressTicker(progress, 2 * len(encode_slices) + len(windows) * settings.steps + len(decode_slices))
-    device, dtype, placement = model.device, model.dtype, model.placement
+    ticker = ProgressTicker(progress, 0)
+    sampler = DepthSampler(model, settings, total_frames, height, width, seeded(generator, seed), ticker)
+    ticker.grow(sampler.ticks)
+    placement = model.placement
 
     with torch.no_grad():
-        embeddings = torch.empty(total_frames, model.unet.config.cross_attention_dim, dtype=dtype)
         with placement.use(model.image_encoder):
-            for part in encode_slices:
-                embeddings[part] = clip_embeddings(model, _model_frames(video[part], size, device)).cpu()
-                ticker.tick()
-
-        # Noise is drawn chunk by chunk in clip order: the same numbers as one draw for the whole clip.
-        video_latents = torch.empty(total_frames, *latent_shape, dtype=dtype)
+            embeddings = torch.cat([sampler.embed(video[part]) for part in sampler.encode_slices])
         with placement.use(model.vae):
-            for part in encode_slices:
-                frames = _model_frames(video[part], size, device)
-                noise = random_normal(frames.shape, generator).to(device)
-                video_latents[part] = vae_encode(model, frames + settings.noise_aug * noise).cpu()
-                ticker.tick()
+            video_latents = torch.cat([sampler.encode(video[part]) for part in sampler.encode_slices])
 
-        noise_shape = (window_frames, *latent_shape)
-        if latents is None:
-            window_noise = random_normal(noise_shape, generator).cpu()
-        else:
-            window_noise = latents.reshape(-1, *latents.shape[-3:]).float().cpu()
-            if tuple(window_noise.shape) != noise_shape:
-                raise StereoInputError(f"latents must be shaped {noise_shape} for this clip and settings, "
-                                       f"got {tuple(latents.shape)}.")
-
-        scheduler = model.new_scheduler()
-        # init_noise_sigma is only right once the sigmas are set (700 for SVD's Karras schedule, not ~14.6).
-        scheduler.set_timesteps(settings.steps, device=device)
-        window_noise = window_noise * scheduler.init_noise_sigma
-        time_ids = added_time_ids(settings.fps, settings.motion_bucket, settings.noise_aug, device, dtype)
-        result_latents = torch.empty(total_frames, *latent_shape)
-        unet_calls = 0
-
+        noise = sampler.initial_noise(latents)
+        result_latents = torch.empty(total_frames, *sampler.latent_shape)
         with placement.use(model.unet) as unet:
-            def predict(sample, frame_latents, frame_embeddings, t):
-                nonlocal unet_calls
-                unet_calls += 1
-                unet_input = torch.cat([sample, frame_latents], dim=1).unsqueeze(0).to(dtype)
-                return unet(unet_input, t, encoder_hidden_states=frame_embeddings.unsqueeze(0),
-                            added_time_ids=time_ids, return_dict=False)[0][0].float()
-
-            for window in windows:
+            for index, window in enumerate(sampler.windows):
                 frames = slice(window.start, window.end)
-                scheduler.set_timesteps(settings.steps, device=device)
-                sample = window_noise[:window.frames].to(device)
-                window_noise = rotate_noise(window_noise, settings.overlap)
-                frame_latents = video_latents[frames].to(device)
-                frame_embeddings = embeddings[frames].to(device)
-                shared = slice(window.start, window.start + window.blend)
-                for step, t in enumerate(scheduler.timesteps):
-                    if step == 0 and window.blend:
-                        # Continue from the previous window's result, noised to the first sigma.
-                        sigma = float(scheduler.sigmas[0]) / float(scheduler.init_noise_sigma)
-                        sample[:window.blend] = result_latents[shared].to(device) + sample[:window.blend] * sigma
-                    scaled = scheduler.scale_model_input(sample, t)
-                    prediction = predict(scaled, frame_latents, frame_embeddings, t)
-                    if settings.guidance != 1.0:
-                        unconditional = predict(scaled, torch.zeros_like(frame_latents),
-                                                torch.zeros_like(frame_embeddings), t)
-                        prediction = unconditional + settings.guidance * (prediction - unconditional)
-                    sample = scheduler.step(prediction, t, sample).prev_sample
-                    ticker.tick()
-                sample = sample.float().cpu()
-                if window.blend:
-                    result_latents[shared] = blend_overlap(result_latents[shared], sample[:window.blend])
-                result_latents[window.start + window.blend:window.end] = sample[window.blend:]
+                shared = result_latents[window.start:window.start + window.blend] if window.blend else None
+                sample = sampler.denoise(unet, window, sampler.window_noise(noise, index), video_latents[frames],
+                                         embeddings[frames], shared)
+                merge_window(result_latents, window, sample)
 
-        depth = torch.empty(total_frames, height, width)
-        low, high = float("inf"), float("-inf")
         with placement.use(model.vae):
-            for part in decode_slices:
-                decoded = vae_decode(model, result_latents[part].to(device)).mean(dim=1)
-                # Extremes are taken at the delivered size: resizing does not keep them.
-                depth[part] = resize_frames(decoded, height, width).cpu()
-                low, high = min(low, float(depth[part].min())), max(high, float(depth[part].max()))
-                ticker.tick()
+            depth = torch.cat([sampler.decode(result_latents[part]) for part in sampler.decode_slices])
 
-    placement.memory.empty_cache(device)
-    depth.sub_(low).div_(max(high - low, 1e-12))
-    return DepthResult(depth=depth, working_size=size, input_size=(height, width), unet_calls=unet_calls)
+    placement.memory.empty_cache(model.device)
+    # Extremes are taken at the delivered size: resizing does not keep them.
+    normalize_depth(depth, float(depth.min()), float(depth.max()))
+    return DepthResult(depth=depth, working_size=sampler.size, input_size=(height, width),
+                       unet_calls=sampler.unet_calls)

@@ -265,6 +265,79 @@ def _more_tiles(size: tuple[int, int], tile_num: int, tile_overlap: int, factor:
         f"in the StereoCrafter Model Loader, or work on a smaller video.") from None
 
 
+class ChunkInpainter:
+    """Inpaints a clip one temporal chunk at a time (the caller feeds each chunk its reused frames).
+
+    Carries what must persist between chunks: the noise generator and the tile count, which an
+    out-of-memory error raises for this and every later chunk. inpaint_clip drives it over a clip in
+    memory; the streaming engine drives it chunk by chunk from its work store.
+    """
+
+    def __init__(self, model: VideoDiffusionModel, settings: InpaintSettings, generator: torch.Generator | None,
+                 ticker: ProgressTicker | None = None):
+        require_kind(model, STEREOCRAFTER, "StereoCrafter Inpaint")
+        settings.check()
+        self.model, self.settings = model, settings
+        self.ticker = ticker or ProgressTicker(None, 0)
+        self.denoise = _Denoiser(model, settings, generator, self.ticker)
+        self.tile_num = settings.tile_num
+
+    @property
+    def unet_calls(self) -> int:
+        return self.denoise.unet_calls
+
+    def ticks_per_chunk(self) -> int:
+        return self.tile_num * self.tile_num * self.settings.steps
+
+    def __call__(self, frames: torch.Tensor, mask: torch.Tensor, latents: torch.Tensor | None = None,
+                 chunks_after: int = 0) -> torch.Tensor:
+        """Inpainted frames [n, H, W, 3] (CPU, float32) of one chunk: frames [n, H, W, 3] in 0..1 (the
+        reused ones already replaced by earlier output), mask [n, H, W] (1 = hole).
+
+        chunks_after: how many chunks follow, for the progress total when an out-of-memory error
+        raises the tile count.
+        """
+        model, settings, device = self.model, self.settings, self.model.device
+        height, width = frames.shape[1:3]
+        grid = model.vae_scale_factor * LATENT_MULTIPLE
+        pixels = _pad_to_grid(frames.float().permute(0, 3, 1, 2).to(device) * 2 - 1, grid)
+        holes = _pad_to_grid(mask.float().unsqueeze(1).to(device), grid)
+        decode_chunk = settings.decode_chunk
+        while True:
+            try:
+                result = _tiled_latents(self.denoise, pixels, holes, self.tile_num, settings.tile_overlap, latents)
+                break
+            except OutOfMemoryError:
+                model.placement.memory.empty_cache(device)
+                old = self.tile_num
+                self.tile_num = _more_tiles(pixels.shape[-2:], old, settings.tile_overlap, model.vae_scale_factor)
+                decode_chunk = max(1, decode_chunk // 2)
+                self.ticker.grow((chunks_after + 1) * (self.tile_num ** 2 - old ** 2) * settings.steps)
+                log.warning("Out of GPU memory: retrying the chunk with %dx%d tiles.", self.tile_num, self.tile_num)
+        with model.placement.use(model.vae):
+            decoded = torch.cat([vae_decode(model, result[part].to(device))[..., :height, :width].cpu()
+                                 for part in chunks(result.shape[0], decode_chunk)])
+        model.placement.memory.empty_cache(device)
+        return decoded.permute(0, 2, 3, 1)
+
+
+def finish_frames(inpainted: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor, left: torch.Tensor | None,
+                  settings: InpaintSettings, color_match: str | None = None) -> torch.Tensor:
+    """Colour matching and hole-only compositing of inpainted frames [n, H, W, 3].
+
+    Colour statistics are pooled over all the frames given (mode 'chunk': call it once per chunk's
+    new frames) or per frame; `color_match` overrides the settings' mode.
+    """
+    mode = settings.color_match if color_match is None else color_match
+    if mode != "off":
+        reference = left if left is not None else warped
+        inpainted = match_colors(inpainted, reference, mask=mask, mode=mode, group=inpainted.shape[0])
+    if settings.keep_unmasked:
+        blend = refine_mask(mask, threshold=0.5, dilate=0, feather=settings.feather).unsqueeze(-1)
+        inpainted = torch.lerp(warped.float(), inpainted, blend)
+    return inpainted
+
+
 def inpaint_clip(
     model: VideoDiffusionModel,
     warped: torch.Tensor,
@@ -279,8 +352,9 @@ def inpaint_clip(
     """Fill the holes (mask = 1) of the warped right view [T, H, W, 3]; returns frames of the same size.
 
     `left` (optional, same size) is the colour reference for `color_match`; without it the
-    warped view's own non-hole pixels (the left eye's colours) are used. `latents` optionally
-    give the initial noise of the first chunk ([frames, 4, H/8, W/8] at the padded size).
+    warped view's own non-hole pixels (the left eye's colours) are used. Colour mode 'chunk' pools
+    statistics over each chunk's new frames. `latents` optionally give the initial noise of the first
+    chunk ([frames, 4, H/8, W/8] at the padded size).
     """
     require_kind(model, STEREOCRAFTER, "StereoCrafter Inpaint")
     warped = check_clip(warped, "warped")
@@ -298,15 +372,11 @@ def inpaint_clip(
     if low < 0 or high > 1:
         log.warning("mask values span %.3g..%.3g; clamped to 0..1 (1 = hole to fill).", low, high)
         mask = mask.clamp(0, 1)
-    generator = seeded(generator, seed)
 
-    total, height, width, _ = warped.shape
-    plan = plan_chunks(total, settings.frames_chunk, settings.overlap)
-    tile_num = settings.tile_num
-    ticker = ProgressTicker(progress, len(plan) * tile_num * tile_num * settings.steps)
-    denoise = _Denoiser(model, settings, generator, ticker)
-    grid = model.vae_scale_factor * LATENT_MULTIPLE
-    device = model.device
+    plan = plan_chunks(warped.shape[0], settings.frames_chunk, settings.overlap)
+    ticker = ProgressTicker(progress, 0)
+    inpaint = ChunkInpainter(model, settings, seeded(generator, seed), ticker)
+    ticker.grow(len(plan) * inpaint.ticks_per_chunk())
     output = torch.empty_like(warped, dtype=torch.float32)
 
     with torch.no_grad():
@@ -314,32 +384,15 @@ def inpaint_clip(
             frames = warped[chunk.start:chunk.end].float().clone()
             if chunk.reused:
                 frames[:chunk.reused] = output[chunk.start:chunk.start + chunk.reused]
-            pixels = _pad_to_grid(frames.permute(0, 3, 1, 2).to(device) * 2 - 1, grid)
-            holes = _pad_to_grid(mask[chunk.start:chunk.end].float().unsqueeze(1).to(device), grid)
-            chunk_latents = latents if index == 0 else None
-            decode_chunk = settings.decode_chunk
-            while True:
-                try:
-                    result = _tiled_latents(denoise, pixels, holes, tile_num, settings.tile_overlap, chunk_latents)
-                    break
-                except OutOfMemoryError:
-                    model.placement.memory.empty_cache(device)
-                    tile_num = _more_tiles(pixels.shape[-2:], tile_num, settings.tile_overlap, model.vae_scale_factor)
-                    decode_chunk = max(1, decode_chunk // 2)
-                    ticker.grow((len(plan) - index) * (tile_num ** 2 - (tile_num - 1) ** 2) * settings.steps)
-                    log.warning("Out of GPU memory: retrying chunk %d with %dx%d tiles.", index + 1, tile_num,
-                                tile_num)
-            with model.placement.use(model.vae):
-                decoded = torch.cat([vae_decode(model, result[part].to(device))[..., :height, :width].cpu()
-                                     for part in chunks(result.shape[0], decode_chunk)])
-            output[chunk.start + chunk.reused:chunk.end] = decoded[chunk.reused:].permute(0, 2, 3, 1)
-            model.placement.memory.empty_cache(device)
+            inpainted = inpaint(frames, mask[chunk.start:chunk.end], latents if index == 0 else None,
+                                chunks_after=len(plan) - index - 1)
+            output[chunk.start + chunk.reused:chunk.end] = inpainted[chunk.reused:]
 
-    if settings.color_match != "off":
-        reference = left if left is not None else warped
-        output = match_colors(output, reference, mask=mask, mode=settings.color_match,
-                              group=settings.frames_chunk - settings.overlap)
-    if settings.keep_unmasked:
-        blend = refine_mask(mask, threshold=0.5, dilate=0, feather=settings.feather).unsqueeze(-1)
-        output = torch.lerp(warped.float(), output, blend)
-    return InpaintResult(frames=output, unet_calls=denoise.unet_calls, chunks=plan, tile_num_used=tile_num)
+    if settings.color_match == "clip":
+        output = finish_frames(output, warped, mask, left, settings)
+    else:
+        for chunk in plan:
+            new = slice(chunk.start + chunk.reused, chunk.end)
+            output[new] = finish_frames(output[new], warped[new], mask[new], None if left is None else left[new],
+                                        settings)
+    return InpaintResult(frames=output, unet_calls=inpaint.unet_calls, chunks=plan, tile_num_used=inpaint.tile_num)
