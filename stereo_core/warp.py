@@ -147,8 +147,14 @@ def compiled_cpu_splat():
             from .warp_cpu import splat_rows_compiled
 
             # Compile now, on one row, so a numba that imports but cannot build the kernel
-            # falls back here rather than failing mid-clip.
-            splat_rows_compiled(torch.zeros(1, 2, 3), torch.zeros(1, 2), 0.0)
+            # falls back here rather than failing mid-clip. Numba's OpenMP layer resets the
+            # process's OpenMP thread count when it starts, which torch shares: put it back, or
+            # every later torch result (and a resumed run's) would depend on whether a warp ran.
+            threads = torch.get_num_threads()
+            try:
+                splat_rows_compiled(torch.zeros(1, 2, 3), torch.zeros(1, 2), 0.0)
+            finally:
+                torch.set_num_threads(threads)
         except Exception as error:  # ImportError, a numba that refuses this numpy, a compile error
             log.warning("numba is not usable (%s); the CPU warp falls back to torch, several times slower", error)
             splat_rows_compiled = False

@@ -46,3 +46,15 @@ def test_the_cache_written_under_one_import_name_does_not_break_the_other(tmp_pa
     assert [run["hits"] for run in first] == [0, 0]
     assert [run["hits"] for run in again] == [1, 1]  # each name reuses its own entry
     assert {run["sum"] for run in first + again} == {30.0}
+
+
+def test_the_first_compiled_warp_leaves_torchs_thread_count_alone():
+    # Numba's OpenMP layer resets the process's thread count when it starts; torch shares it, so
+    # every later model result would depend on whether a warp ran first (and differ after a resume).
+    script = (f"import sys, torch; sys.path.insert(0, {str(ROOT)!r}); torch.set_num_threads(1)\n"
+              "from stereo_core.warp import forward_warp\n"
+              "forward_warp(torch.rand(1, 4, 8, 3), torch.zeros(1, 4, 8))\n"
+              "print(torch.get_num_threads())")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip().splitlines()[-1] == "1"
