@@ -2,88 +2,71 @@
 
     python -m stereo_core input.mp4 -o output_sbs.mp4 --models /path/to/models
 
-Finished outputs are skipped and each stage's result is kept in a work folder until the
-output is written, so running the same command again after an interruption (or over a
-folder of videos) carries on where it stopped.
+The work runs through the streaming engine (stereo_core.engine): memory stays flat however long
+the video, and finished pieces are kept in a work folder beside the output, so running the same
+command again after an interruption carries on from the last finished chunk and gives the same video.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
-import os
-import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from . import model_files
 from .anaglyph import MODES as ANAGLYPH_MODES
-from .anaglyph import anaglyph
 from .color import MODES as COLOR_MODES
-from .depthcrafter import DepthCrafterSettings, estimate_depth
+from .depthcrafter import DepthCrafterSettings
 from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
+from .engine import ConversionJob, ConversionSettings, Models, OutputSettings, Reporter, convert, plan_conversion
 from .errors import StereoInputError
-from .inpainting import InpaintSettings, inpaint_clip
-from .layouts import LAYOUTS, compose_stereo
-from .placement import DTYPE_CHOICES, POLICIES
-from .splatting import warp_clip
+from .inpainting import InpaintSettings
+from .layouts import LAYOUTS
+from .placement import DTYPE_CHOICES, POLICIES, resolve_dtype
 from .video_diffusion import VideoDiffusionModel, load_video_diffusion
-from .video_io import Video, read_video, to_bytes, write_video
-from .visualize import visualize_depth
+from .video_io import CONTAINERS, is_complete_video
 
 log = logging.getLogger("stereo_core")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-_DEPTH, _INPAINT, _DISPARITY = DepthCrafterSettings(), InpaintSettings(), DisparitySettings()
-
-
-class ProgressBar:
-    """A tqdm bar driven by the library's progress(done, total) callbacks (totals may grow)."""
-
-    def __init__(self, description: str, enabled: bool, unit: str):
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(desc=description, total=1, unit=unit, disable=not enabled, leave=False)
-
-    def __call__(self, done: int, total: int) -> None:
-        self._bar.total = max(total, 1)
-        self._bar.n = done
-        self._bar.refresh()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self._bar.close()
+_DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), DisparitySettings(), OutputSettings()
+# Colour matching over the whole clip at once is not streamable; the engine offers the others.
+STREAM_COLOR_MODES = tuple(mode for mode in COLOR_MODES if mode != "clip")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m stereo_core",
         description="Turn 2D videos into stereo 3D: DepthCrafter depth, forward warp, StereoCrafter inpainting, "
-                    "then side-by-side (or top-bottom) video and an optional red/cyan anaglyph. Audio and frame "
-                    "rate are kept.",
+                    "then side-by-side (or top-bottom) video and an optional red/cyan anaglyph. Audio, frame "
+                    "timing and orientation are kept. Long videos stream in bounded memory; an interrupted run "
+                    "continues where it stopped when the same command is run again.",
     )
     parser.add_argument("inputs", nargs="+", type=Path, help="Video file(s), or folders of videos.")
     parser.add_argument("-o", "--output", type=Path,
-                        help="Output file for one input, or a folder for several (default: next to each input, "
-                             "named <input>_<format>.mp4).")
-    parser.add_argument("--format", choices=LAYOUTS, default="sbs",
+                        help="Output file for one input (.mp4, .mov or .mkv), or a folder for several (default: next "
+                             "to each input, named <input>_<format>.mp4).")
+    parser.add_argument("--format", choices=LAYOUTS, default=_OUTPUT.layout,
                         help="sbs: full side-by-side (the reference); half-sbs/half-tb keep the source size (3D TVs); "
                              "tb: top-bottom.")
     parser.add_argument("--swap-eyes", action="store_true", help="Right eye first (cross-eyed viewing).")
     parser.add_argument("--anaglyph", nargs="?", const="color", choices=ANAGLYPH_MODES,
-                        help="Also write <output>_anaglyph.mp4 (red/cyan; mode defaults to color).")
-    parser.add_argument("--save-depth", action="store_true", help="Also write the depth as <output>_depth.mp4.")
+                        help="Also write <output>_anaglyph (red/cyan; mode defaults to color).")
+    parser.add_argument("--save-depth", action="store_true", help="Also write the depth as <output>_depth.")
+    parser.add_argument("--crf", type=int, default=_OUTPUT.crf, help="H.264 quality (lower = better, larger).")
+    parser.add_argument("--segment-frames", type=int, default=_OUTPUT.segment_frames,
+                        help="Frames per encoded piece: the unit an interrupted run never redoes once finished "
+                             "(each piece starts with a keyframe).")
 
     group = parser.add_argument_group("depth")
     group.add_argument("--depth-video", type=Path,
-                       help="Use this depth video (white = near, any size) instead of running DepthCrafter. With "
-                            "several inputs, a folder holding <input name>_depth.mp4 for each.")
+                       help="Use this depth video (grey, white = near, any size) instead of running DepthCrafter. "
+                            "With several inputs, a folder holding <input name>_depth.mp4 for each.")
     group.add_argument("--max-res", type=int, default=_DEPTH.max_res,
                        help="DepthCrafter's working resolution (longest side); 512-768 is much faster.")
     group.add_argument("--depth-steps", type=int, default=_DEPTH.steps)
@@ -108,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overlap", type=int, default=_INPAINT.overlap)
     group.add_argument("--tile-num", type=int, default=_INPAINT.tile_num,
                        help="n x n spatial tiles; raise on out-of-memory at high resolution.")
-    group.add_argument("--color-match", choices=COLOR_MODES, default=_INPAINT.color_match)
+    group.add_argument("--color-match", choices=STREAM_COLOR_MODES, default=_INPAINT.color_match)
 
     group = parser.add_argument_group("models and device")
     group.add_argument("--models", type=Path, default=None,
@@ -125,15 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--max-frames", type=int, help="Only the first N frames (for trying settings).")
     group.add_argument("--overwrite", action="store_true", help="Redo outputs that already exist.")
     group.add_argument("--work-dir", type=Path,
-                       help="Where stage results are kept until the output is written (default: beside it).")
-    group.add_argument("--keep-work", action="store_true", help="Keep the stage results after success.")
+                       help="Where finished pieces are kept until the output is written (default: beside it).")
+    group.add_argument("--keep-work", action="store_true", help="Keep the finished pieces after success.")
     group.add_argument("--quiet", action="store_true", help="No progress bars.")
     return parser
 
 
 def pick_device(choice: str) -> torch.device:
     if choice != "auto":
-        return torch.device(choice)
+        try:
+            return torch.device(choice)
+        except RuntimeError as error:
+            raise StereoInputError(f"--device '{choice}' is not a device name (cpu, cuda, cuda:1, mps).") from error
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -148,12 +134,39 @@ def models_folder(args) -> Path:
     return next((root for root in roots if (root / model_files.FOLDER_NAMES[model_files.SVD]).is_dir()), roots[0])
 
 
+def check_arguments(args) -> None:
+    """Settings that are wrong for any video, refused before anything is read."""
+    if args.max_frames is not None and args.max_frames < 1:
+        raise StereoInputError(f"--max-frames must be at least 1, got {args.max_frames}.")
+    settings_of(args).check(width=1 << 30)  # the width-dependent checks run per video, before any model
+
+
+def settings_of(args) -> ConversionSettings:
+    depth = DepthCrafterSettings(steps=args.depth_steps, guidance=args.depth_guidance, window=args.depth_window,
+                                 overlap=args.depth_overlap, max_res=args.max_res)
+    disparity = DisparitySettings(max_disp=args.max_disp, unit=args.disp_unit, convergence=args.convergence,
+                                  invert=args.invert_depth, normalize=args.normalize)
+    inpaint = None if args.no_inpaint else InpaintSettings(
+        steps=args.steps, frames_chunk=args.frames_chunk, overlap=args.overlap, tile_num=args.tile_num,
+        color_match=args.color_match)
+    output = OutputSettings(layout=args.format, swap_eyes=args.swap_eyes, anaglyph=args.anaglyph or "color",
+                            crf=args.crf, segment_frames=args.segment_frames)
+    return ConversionSettings(depth=depth, disparity=disparity, inpaint=inpaint, output=output, seed=args.seed)
+
+
+# --- jobs: which files go where, checked before any work ---------------------------------------------
+
+
 @dataclass
 class Job:
     source: Path
-    output: Path
+    outputs: dict[str, Path]  # "stereo", and "anaglyph" / "depth" when asked for
     depth_video: Path | None = None
-    extras: dict = field(default_factory=dict)  # kind -> path of the extra outputs (anaglyph, depth)
+    work_dir: Path = field(default=Path("."))
+
+    @property
+    def output(self) -> Path:
+        return self.outputs["stereo"]
 
 
 def _is_our_output(path: Path) -> bool:
@@ -169,8 +182,20 @@ def _videos_in(path: Path) -> list[Path]:
     return [path]
 
 
+def _check_writable(folder: Path, what: str) -> None:
+    """Create `folder` and prove a file can be written there, before any work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise StereoInputError(f"Cannot write the {what} in '{folder}' ({reason}). Choose another place "
+                               f"({'-o' if what == 'output' else '--work-dir'}).") from error
+
+
 def plan_jobs(args) -> list[Job]:
-    """One job per input video, with its output paths, checked before any work starts."""
+    """One job per input video, with its output paths; no output may land on any input or on another output."""
     sources = [video for path in args.inputs for video in _videos_in(path)]
     if not sources:
         raise StereoInputError("No video files found in the given inputs.")
@@ -188,179 +213,187 @@ def plan_jobs(args) -> list[Job]:
             output = args.output / name
         else:
             output = args.output
-        if output.resolve() == source.resolve():
-            raise StereoInputError(f"The output '{output}' would overwrite its input.")
+        if output.suffix.lower() not in CONTAINERS:
+            raise StereoInputError(f"Cannot write '{output}': the extension '{output.suffix}' is not supported. Name "
+                                   f"the output with one of {', '.join(sorted(CONTAINERS))} (H.264 video).")
         depth = args.depth_video
         if depth is not None and depth.is_dir():
             depth = depth / f"{source.stem}_depth.mp4"
         if depth is not None and not depth.is_file():
             raise StereoInputError(f"Depth video '{depth}' does not exist.")
-        extras = {}
+        outputs = {"stereo": output}
         if args.anaglyph:
-            extras["anaglyph"] = output.with_name(f"{output.stem}_anaglyph.mp4")
+            outputs["anaglyph"] = output.with_name(f"{output.stem}_anaglyph{output.suffix}")
         if args.save_depth:
-            extras["depth"] = output.with_name(f"{output.stem}_depth.mp4")
-        jobs.append(Job(source=source, output=output, depth_video=depth, extras=extras))
+            outputs["depth"] = output.with_name(f"{output.stem}_depth{output.suffix}")
+        work = args.work_dir / output.stem if args.work_dir else output.with_name(f".{output.stem}.work")
+        jobs.append(Job(source=source, outputs=outputs, depth_video=depth, work_dir=work))
+    _check_paths(jobs)
+    for folder in sorted({path.parent for job in jobs for path in job.outputs.values()}):
+        _check_writable(folder, "output")
+    for folder in sorted({job.work_dir.parent for job in jobs}):
+        _check_writable(folder, "work folder")
     return jobs
 
 
-class StageCache:
-    """Stage results of one job on disk, each valid only for the input, frames and settings that made it."""
-
-    def __init__(self, folder: Path, source: Path, frames: int):
-        self.folder = folder
-        stat = source.stat()
-        self._source = {"path": str(source.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
-                        "frames": frames}
-
-    def _key(self, settings: dict) -> str:
-        text = json.dumps({"source": self._source, **settings}, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def load(self, stage: str, settings: dict) -> torch.Tensor | None:
-        from safetensors import safe_open
-
-        path = self.folder / f"{stage}.safetensors"
-        if not path.is_file():
-            return None
-        try:
-            with safe_open(str(path), framework="pt") as stored:
-                if stored.metadata().get("key") != self._key(settings):
-                    return None
-                return stored.get_tensor(stage)
-        except Exception:  # a file cut short by an interruption: redo the stage
-            return None
-
-    def save(self, stage: str, settings: dict, values: torch.Tensor) -> None:
-        from safetensors.torch import save_file
-
-        self.folder.mkdir(parents=True, exist_ok=True)
-        partial = self.folder / f".{stage}.partial"
-        save_file({stage: values.contiguous()}, str(partial), metadata={"key": self._key(settings)})
-        os.replace(partial, self.folder / f"{stage}.safetensors")
+def _check_paths(jobs: list[Job]) -> None:
+    inputs = {}
+    for job in jobs:
+        inputs[job.source.resolve()] = f"the input '{job.source}'"
+        if job.depth_video is not None:
+            inputs[job.depth_video.resolve()] = f"the depth video '{job.depth_video}'"
+    written: dict[Path, Path] = {}
+    for job in jobs:
+        for path in job.outputs.values():
+            target = path.resolve()
+            if target in inputs:
+                raise StereoInputError(f"The output '{path}' would overwrite {inputs[target]}. Choose another "
+                                       f"output name (-o).")
+            if target in written:
+                raise StereoInputError(f"Two outputs would both be written to '{path}'. Choose distinct names.")
+            written[target] = path
 
 
-class Converter:
-    """Runs jobs, loading each model once and only when a job needs it."""
+# --- models -------------------------------------------------------------------------------------------
 
-    def __init__(self, args):
-        self.args = args
-        self.device = pick_device(args.device)
-        self._models: dict[str, VideoDiffusionModel] = {}
 
-    def check_models(self, jobs: list[Job]) -> None:
-        """Fail before any work when a model the jobs need is not downloaded (not an hour into a batch)."""
-        kinds = []
-        if any(job.depth_video is None for job in jobs):
-            kinds.append(model_files.DEPTHCRAFTER)
-        if not self.args.no_inpaint:
-            kinds.append(model_files.STEREOCRAFTER)
-        for kind in kinds:
-            svd_folder, unet_folder = self._folders(kind)
-            model_files.check_svd_folder(svd_folder)
-            model_files.check_unet_folder(unet_folder, kind)
+class CommandLineModels(Models):
+    """The models under --models, loaded once each, and only when a stage needs them."""
 
-    def _folders(self, kind: str) -> tuple[Path, Path]:
+    def __init__(self, args, device: torch.device):
+        self.args, self.device = args, device
+        self._loaded: dict[str, VideoDiffusionModel] = {}
+
+    def folders(self, kind: str) -> tuple[Path, Path]:
         """The SVD folder and the `kind` model's folder under --models."""
         root = models_folder(self.args)
         return root / model_files.FOLDER_NAMES[model_files.SVD], root / model_files.FOLDER_NAMES[kind]
 
-    def model(self, kind: str) -> VideoDiffusionModel:
-        if kind not in self._models:
-            svd_folder, unet_folder = self._folders(kind)
+    def check(self, kinds: list[str]) -> None:
+        """Fail before any work when a model the jobs need is not downloaded (not an hour into a batch)."""
+        for kind in kinds:
+            svd_folder, unet_folder = self.folders(kind)
+            model_files.check_svd_folder(svd_folder)
+            model_files.check_unet_folder(unet_folder, kind)
+
+    def identity(self, kind: str) -> dict:
+        svd_folder, unet_folder = self.folders(kind)
+        dtype = resolve_dtype(self.args.dtype, self.device)
+        return {"folders": {"svd": str(svd_folder), "unet": str(unet_folder)}, "dtype": str(dtype),
+                "device": self.device.type}
+
+    def get(self, kind: str) -> VideoDiffusionModel:
+        if kind not in self._loaded:
+            svd_folder, unet_folder = self.folders(kind)
             log.info("Loading %s from %s ...", model_files.TITLES[kind], unet_folder)
-            self._models[kind] = load_video_diffusion(kind, svd_folder, unet_folder, dtype=self.args.dtype,
+            self._loaded[kind] = load_video_diffusion(kind, svd_folder, unet_folder, dtype=self.args.dtype,
                                                       policy=self.args.placement, device=self.device)
-        return self._models[kind]
+        return self._loaded[kind]
 
-    def _bar(self, description: str, unit: str = "frame") -> ProgressBar:
-        return ProgressBar(description, enabled=not self.args.quiet, unit=unit)
 
-    def depth(self, job: Job, video: Video, cache: StageCache) -> tuple[torch.Tensor, dict]:
-        """The clip's depth, and what it came from (part of the later stages' cache keys)."""
-        args = self.args
-        frames = video.frames.shape[0]
-        if job.depth_video is not None:
-            stat = job.depth_video.stat()
-            key = {"depth_video": str(job.depth_video.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
-            with self._bar("read depth") as bar:
-                return read_video(job.depth_video, max_frames=frames, progress=bar).frames, key
-        settings = DepthCrafterSettings(steps=args.depth_steps, guidance=args.depth_guidance,
-                                        window=args.depth_window, overlap=args.depth_overlap, max_res=args.max_res)
-        key = {"depthcrafter": asdict(settings), "seed": args.seed}
-        depth = cache.load("depth", key)
-        if depth is not None:
-            log.info("Depth: reusing the finished stage in %s", cache.folder)
-            return depth.float(), key
-        model = self.model(model_files.DEPTHCRAFTER)
-        with self._bar("depth (DepthCrafter)", unit="step") as bar:
-            depth = estimate_depth(model, video.frames, settings, seed=args.seed, progress=bar).depth
-        cache.save("depth", key, depth.half())  # fp16 keeps 1/1000 steps: far finer than any disparity
-        return depth, key
+# --- progress -----------------------------------------------------------------------------------------
 
-    def right_eye(self, video: Video, depth: torch.Tensor, depth_key: dict, cache: StageCache) -> torch.Tensor:
-        args = self.args
-        disparity = DisparitySettings(max_disp=args.max_disp, unit=args.disp_unit, convergence=args.convergence,
-                                      invert=args.invert_depth, normalize=args.normalize)
-        settings = InpaintSettings(steps=args.steps, frames_chunk=args.frames_chunk, overlap=args.overlap,
-                                   tile_num=args.tile_num, color_match=args.color_match)
-        key = {"depth": depth_key, "disparity": asdict(disparity), "inpaint": asdict(settings), "seed": args.seed}
-        right = None if args.no_inpaint else cache.load("right", key)
-        if right is not None:
-            log.info("Inpainting: reusing the finished stage in %s", cache.folder)
-            return right.float().div_(255.0)
-        with self._bar("warp") as bar:
-            warped, occlusion = warp_clip(video.frames, depth, disparity, device=self.device, progress=bar)
-        if args.no_inpaint:
-            return warped
-        model = self.model(model_files.STEREOCRAFTER)
-        with self._bar("inpaint (StereoCrafter)", unit="step") as bar:
-            right = inpaint_clip(model, warped, occlusion, settings, left=video.frames, seed=args.seed,
-                                 progress=bar).frames
-        cache.save("right", key, to_bytes(right))
-        return right
 
-    def run(self, job: Job) -> str:
-        args = self.args
-        outputs = [job.output, *job.extras.values()]
-        if not args.overwrite and all(path.is_file() for path in outputs):
-            return "already done"
-        work = (args.work_dir / job.output.stem if args.work_dir else
-                job.output.with_name(f".{job.output.stem}.work"))
-        with self._bar("read video") as bar:
-            video = read_video(job.source, max_frames=args.max_frames, progress=bar)
-        cache = StageCache(work, job.source, video.frames.shape[0])
-        depth, depth_key = self.depth(job, video, cache)
-        right = self.right_eye(video, depth, depth_key, cache)
-        results = {"output": compose_stereo(video.frames, right, args.format, swap=args.swap_eyes)}
-        if "anaglyph" in job.extras:
-            results["anaglyph"] = anaglyph(video.frames, right, args.anaglyph)
-        if "depth" in job.extras:
-            results["depth"] = visualize_depth(depth, "gray")
-        for kind, frames in results.items():
-            path = job.output if kind == "output" else job.extras[kind]
-            with self._bar(f"write {path.name}") as bar:
-                write_video(path, frames, video.fps, audio_from=job.source if kind != "depth" else None,
-                            progress=bar)
-        if not args.keep_work:
-            shutil.rmtree(work, ignore_errors=True)
-        return f"{video.frames.shape[0]} frames at {float(video.fps):g} fps"
+class ConsoleReporter(Reporter):
+    """One tqdm bar per stage (frames done, frames per second, time left); notices as log lines."""
+
+    def __init__(self, enabled: bool, prefix: str = ""):
+        self.enabled, self.prefix = enabled, prefix
+
+    @contextmanager
+    def bar(self, name: str, total: int):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=f"{self.prefix}{name}", total=max(total, 1), unit="frame", disable=not self.enabled,
+                   leave=False, dynamic_ncols=True)
+        started = False
+
+        def update(done: int, total: int) -> None:
+            nonlocal started
+            bar.total = max(total, 1)
+            if not started:  # frames finished earlier do not count towards the speed
+                started = True
+                bar.n = bar.last_print_n = done
+                bar.refresh()
+                return
+            bar.update(done - bar.n)
+
+        try:
+            yield update
+        finally:
+            bar.close()
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+def _needed_models(jobs: list[Job], args) -> list[str]:
+    kinds = []
+    if any(job.depth_video is None for job in jobs):
+        kinds.append(model_files.DEPTHCRAFTER)
+    if not args.no_inpaint:
+        kinds.append(model_files.STEREOCRAFTER)
+    return kinds
+
+
+def run(args) -> int:
+    check_arguments(args)
+    jobs = plan_jobs(args)
+    device = pick_device(args.device)
+    models = CommandLineModels(args, device)
+    models.check(_needed_models(jobs, args))
+    settings = settings_of(args)
+
+    # Probe every input first: a damaged file or a setting impossible for one video is found before any work.
+    planned, failures = [], []
+    for job in jobs:
+        if not args.overwrite and all(is_complete_video(path) for path in job.outputs.values()):
+            log.info("%s: already done", job.output)
+            continue
+        conversion_job = ConversionJob(source=job.source, outputs=job.outputs, work_dir=job.work_dir,
+                                       depth_video=job.depth_video, max_frames=args.max_frames,
+                                       keep_work=args.keep_work)
+        try:
+            planned.append((job, conversion_job, plan_conversion(conversion_job, settings)))
+        except StereoInputError as error:
+            if len(jobs) == 1:
+                raise
+            failures.append((job, error))
+            print(f"error: {job.source}: {error}", file=sys.stderr)
+
+    for number, (job, conversion_job, plan) in enumerate(planned, 1):
+        log.info("[%d/%d] %s -> %s (%d frames)", number, len(planned), job.source, job.output, plan.frames)
+        reporter = ConsoleReporter(enabled=not args.quiet, prefix=f"[{number}/{len(planned)}] ")
+        try:
+            convert(conversion_job, settings, models, device, reporter)
+        except StereoInputError as error:
+            if len(jobs) == 1:
+                raise
+            failures.append((job, error))
+            print(f"error: {job.source}: {error}", file=sys.stderr)
+            continue
+        log.info("[%d/%d] %s: %d frames at %g fps", number, len(planned), job.output.name, plan.frames,
+                 float(plan.info.fps))
+
+    if failures:
+        print(f"error: {len(failures)} of {len(jobs)} videos failed: "
+              + ", ".join(str(job.source) for job, _ in failures), file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        jobs = plan_jobs(args)
-        converter = Converter(args)
-        converter.check_models(jobs)
-        for number, job in enumerate(jobs, 1):
-            log.info("[%d/%d] %s -> %s", number, len(jobs), job.source, job.output)
-            log.info("[%d/%d] %s: %s", number, len(jobs), job.output.name, converter.run(job))
+        return run(args)
     except StereoInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nInterrupted. Run the same command again to carry on from the last finished stage.", file=sys.stderr)
+        print("\nInterrupted. Run the same command again to carry on from the last finished chunk.",
+              file=sys.stderr)
         return 130
-    return 0
+
+
+__all__ = ["main", "build_parser"]

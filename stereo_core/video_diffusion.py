@@ -70,6 +70,11 @@ class VideoDiffusionModel:
 def _load(what: str, folder: Path, loader):
     try:
         return loader()
+    except PermissionError as error:
+        raise StereoInputError(
+            f"Loading the {what} from '{folder}' failed: permission denied ({error.filename or error}). The files "
+            f"are there but this user may not read them: fix their permissions (e.g. chmod -R u+rX '{folder}')."
+        ) from error
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise StereoInputError(
             f"Loading the {what} from '{folder}' failed: {error}. The files may be incomplete or from "

@@ -1,17 +1,22 @@
-"""Video files in and out (PyAV, which ComfyUI itself uses): frames, frame rate, and the audio track.
+"""Video files in and out (PyAV, which ComfyUI itself uses), streamed: frames, timestamps, rotation, audio.
 
-Frames are float [T, H, W, 3] in 0..1 on the CPU, as everywhere in stereo_core. Writing
-goes to a temporary file that is renamed at the end, so an interrupted run never leaves
-a truncated video under the final name.
+Reading: `probe_video` learns a file's frame count, timestamps and orientation without
+decoding it; a `FrameReader` then decodes any range of frames (seeking when it jumps), as
+8-bit [n, H, W, 3] tensors turned upright. Writing: `SegmentWriter` encodes consecutive
+frames into an H.264 piece; `join_segments` copies pieces (no re-encoding) into the final
+container with the source's audio. Every file is written under a temporary name and renamed
+when complete, so an interruption never leaves a truncated file under a final name.
+`read_video` / `write_video` are the whole-clip forms (float frames [T, H, W, 3] in 0..1).
 """
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,8 +25,16 @@ import torch.nn.functional as F
 from .errors import StereoInputError
 from .frames import DEFAULT_BATCH_FRAMES, check_clip, frame_batches
 
-# Audio codecs an mp4 file can hold as they are (copied, not re-encoded).
+# Output containers by file extension (PyAV format names).
+CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# Audio codecs an mp4/mov file can hold as they are (copied, not re-encoded); Matroska holds any.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+# Pieces encoded in different processes (before and after a resume, on other machines) must be
+# identical. x264's output depends on its thread count, so it is fixed; and its macroblock tree reads
+# memory it never wrote on small frames (the same frames gave different bitstreams from run to run),
+# so it is off (a few percent more bitrate at the same quality).
+ENCODER_OPTIONS = {"threads": "8", "x264-params": "mbtree=0"}
+DEFAULT_CRF = 16
 
 
 def _av():
@@ -30,6 +43,184 @@ def _av():
     except ImportError as error:  # pragma: no cover - av ships with every current ComfyUI
         raise StereoInputError("Reading and writing video files needs PyAV: pip install av") from error
     return av
+
+
+def container_format(path: Path) -> str:
+    """The PyAV format for an output path, refusing extensions we cannot write."""
+    fmt = CONTAINERS.get(Path(path).suffix.lower())
+    if fmt is None:
+        choices = ", ".join(sorted(CONTAINERS))
+        raise StereoInputError(f"Cannot write '{path}': the extension '{Path(path).suffix}' is not supported. "
+                               f"Name the output with one of {choices} (H.264 video).")
+    return fmt
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    frames: int  # frames present in the file (its packets), which is what can be decoded
+    declared_frames: int  # what the container's index claims (0 if it does not say)
+    width: int  # upright size (after rotation)
+    height: int
+    rotation: int  # degrees the stored picture is turned counterclockwise for display
+    fps: Fraction
+    time_base: Fraction
+    timestamps: tuple[int, ...] | None  # presentation time of each frame (time_base units), if the file has them
+    audio_codec: str | None
+
+    @property
+    def variable_rate(self) -> bool:
+        if self.timestamps is None or len(self.timestamps) < 3:
+            return False
+        steps = np.diff(np.asarray(self.timestamps, dtype=np.int64))
+        return int(steps.max() - steps.min()) > max(1, int(steps.min()) // 100)
+
+    def times(self, start: int, stop: int) -> list[Fraction]:
+        """Presentation times (seconds) of frames [start, stop), relative to the first frame of the file."""
+        if self.timestamps is None:
+            return [Fraction(index) / self.fps for index in range(start, stop)]
+        first = self.timestamps[0]
+        return [(pts - first) * self.time_base for pts in self.timestamps[start:stop]]
+
+    def end_time(self, stop: int) -> Fraction:
+        """When frame `stop - 1` stops being shown (seconds from the first frame)."""
+        if self.timestamps is not None and stop < len(self.timestamps):
+            return (self.timestamps[stop] - self.timestamps[0]) * self.time_base
+        last = self.times(stop - 1, stop)[0]
+        return last + 1 / self.fps
+
+
+def _open(path: Path):
+    av = _av()
+    if not path.is_file():
+        raise StereoInputError(f"Video file '{path}' does not exist.")
+    try:
+        container = av.open(str(path))
+    except av.error.PermissionError as error:
+        raise StereoInputError(f"'{path}' cannot be read: permission denied.") from error
+    except av.error.FFmpegError as error:
+        raise StereoInputError(f"'{path}' could not be opened as a video ({error}).") from error
+    if not container.streams.video:
+        container.close()
+        raise StereoInputError(f"'{path}' has no video stream.")
+    return container
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """What a video file holds, read from its packets (fast: nothing is decoded but the first frame)."""
+    av = _av()
+    path = Path(path)
+    with _open(path) as container:
+        stream = container.streams.video[0]
+        declared = stream.frames or 0
+        stamps, complete = [], True
+        try:
+            for packet in container.demux(stream):
+                if packet.size == 0 or packet.is_discard:
+                    continue
+                if packet.pts is None:
+                    complete = False
+                stamps.append(packet.pts)
+        except av.error.FFmpegError:  # a damaged tail: what came before still counts
+            pass
+        audio = container.streams.audio[0].codec_context.codec.canonical_name if container.streams.audio else None
+        time_base = stream.time_base or Fraction(1, 90000)
+        fps = stream.average_rate or stream.guessed_rate or Fraction(30)
+    first = _first_frame(path)
+    if first is None:
+        raise StereoInputError(f"'{path}' has no frames that could be decoded.")
+    rotation = int(round(first.rotation or 0)) % 360
+    width, height = first.width, first.height
+    if rotation in (90, 270):
+        width, height = height, width
+    timestamps = tuple(sorted(stamps)) if complete and stamps else None
+    return VideoInfo(path=path, frames=len(stamps), declared_frames=declared, width=width, height=height,
+                     rotation=rotation, fps=Fraction(fps), time_base=Fraction(time_base), timestamps=timestamps,
+                     audio_codec=audio)
+
+
+def _first_frame(path: Path):
+    av = _av()
+    with _open(path) as container:
+        try:
+            return next(container.decode(container.streams.video[0]), None)
+        except av.error.FFmpegError:
+            return None
+
+
+def _upright(picture: np.ndarray, rotation: int) -> np.ndarray:
+    """The stored picture turned as the file's display matrix says (counterclockwise degrees)."""
+    if rotation == 0:
+        return picture
+    return np.ascontiguousarray(np.rot90(picture, k=rotation // 90))
+
+
+class FrameReader:
+    """Decodes frames by index, upright, as uint8 [n, H, W, 3]; sequential reads cost one decode each.
+
+    Reading frames before the last ones read, or far ahead, seeks to the nearest keyframe first.
+    """
+
+    # Decoding this many frames to skip ahead is cheaper than a seek.
+    _SEEK_AHEAD = 48
+
+    def __init__(self, info: VideoInfo):
+        self.info = info
+        self._container = None
+        self._frames = None  # iterator over (index, picture)
+        self._next = 0  # index of the frame the iterator yields next
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container = self._frames = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _restart(self, start: int) -> None:
+        self.close()
+        self._container = _open(self.info.path)
+        stream = self._container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stamps = self.info.timestamps
+        if start > 0 and stamps is not None:
+            self._container.seek(stamps[start], stream=stream, backward=True, any_frame=False)
+            index_of = {pts: index for index, pts in enumerate(stamps)}
+            self._frames = ((index_of.get(frame.pts, -1), frame) for frame in self._container.decode(stream))
+            self._next = -1  # unknown until the first frame after the seek arrives
+        else:
+            self._frames = enumerate(self._container.decode(stream))
+            self._next = 0
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        av = _av()
+        info = self.info
+        if not 0 <= start < stop <= info.frames:
+            raise ValueError(f"frames {start}..{stop} outside 0..{info.frames}")
+        if self._frames is None or start < self._next or start > self._next + self._SEEK_AHEAD:
+            self._restart(start)
+        pictures = []
+        try:
+            for index, frame in self._frames:
+                self._next = index + 1
+                if index < start:
+                    continue
+                pictures.append(_upright(frame.to_ndarray(format="rgb24"), info.rotation))
+                if index + 1 >= stop:
+                    break
+        except av.error.FFmpegError as error:
+            raise StereoInputError(f"'{info.path}' is damaged: decoding failed near frame "
+                                   f"{start + len(pictures)} ({error}).") from error
+        if len(pictures) != stop - start:
+            got = start + len(pictures)
+            raise StereoInputError(
+                f"'{info.path}' lists {info.frames} frames but only {got} could be decoded: the file is damaged or "
+                f"cut short. Re-copy or re-encode it, or convert only the readable part (--max-frames {got}).")
+        return torch.from_numpy(np.stack(pictures))
 
 
 @dataclass
@@ -41,33 +232,16 @@ class Video:
 
 def read_video(path: str | Path, max_frames: int | None = None,
                progress: Callable[[int, int], None] | None = None) -> Video:
-    """Decode a video file's frames (the first `max_frames` if given) and its frame rate."""
-    av = _av()
-    path = Path(path)
-    if not path.is_file():
-        raise StereoInputError(f"Video file '{path}' does not exist.")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as error:
-        raise StereoInputError(f"'{path}' could not be opened as a video ({error}).") from error
-    with container:
-        if not container.streams.video:
-            raise StereoInputError(f"'{path}' has no video stream.")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        expected = stream.frames or 0
-        fps = stream.average_rate or stream.guessed_rate or Fraction(30)
-        decoded = []
-        for frame in container.decode(stream):
-            decoded.append(frame.to_ndarray(format="rgb24"))
+    """Decode a whole video file's frames (the first `max_frames` if given), upright, and its frame rate."""
+    info = probe_video(path)
+    total = info.frames if max_frames is None else min(max_frames, info.frames)
+    frames = torch.empty((total, info.height, info.width, 3))
+    with FrameReader(info) as reader:
+        for part in frame_batches(total, DEFAULT_BATCH_FRAMES):
+            frames[part] = reader.read(part.start, part.stop).float().div_(255.0)
             if progress:
-                progress(len(decoded), max(expected, len(decoded)))
-            if max_frames is not None and len(decoded) >= max_frames:
-                break
-    if not decoded:
-        raise StereoInputError(f"'{path}' has no frames that could be decoded.")
-    frames = torch.from_numpy(np.stack(decoded)).float().div_(255.0)
-    return Video(frames=frames, fps=Fraction(fps), path=path)
+                progress(part.stop, total)
+    return Video(frames=frames, fps=info.fps, path=info.path)
 
 
 def to_bytes(frames: torch.Tensor) -> torch.Tensor:
@@ -75,74 +249,227 @@ def to_bytes(frames: torch.Tensor) -> torch.Tensor:
     return frames.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _even(frames: torch.Tensor) -> torch.Tensor:
-    """yuv420p needs even sizes: repeat the last row/column instead of cropping picture away."""
-    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+def _even(pictures: torch.Tensor) -> torch.Tensor:
+    """yuv420p needs even sizes: repeat the last row/column of uint8 [n, H, W, 3] instead of cropping."""
+    pad_h, pad_w = pictures.shape[1] % 2, pictures.shape[2] % 2
     if not (pad_h or pad_w):
-        return frames
-    return F.pad(frames.permute(0, 3, 1, 2), (0, pad_w, 0, pad_h), mode="replicate").permute(0, 2, 3, 1)
+        return pictures
+    return F.pad(pictures.permute(0, 3, 1, 2), (0, pad_w, 0, pad_h), mode="replicate").permute(0, 2, 3, 1)
 
 
-def _add_audio(av, output, source: Path):
-    """Output audio stream copied (or, for codecs mp4 cannot hold, re-encoded to AAC) from `source`."""
-    with av.open(str(source)) as container:
-        if not container.streams.audio:
-            return None
-        audio = container.streams.audio[0]
-        if audio.codec_context.name in _MP4_AUDIO:
-            return output.add_stream_from_template(audio), True
-        return output.add_stream("aac", rate=audio.rate), False
+def partial_path(path: Path) -> Path:
+    """The temporary name a file is written under before it is renamed into place."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
-def _mux_audio(av, output, source: Path, stream, copy: bool, duration: float) -> None:
-    """Audio up to the video's duration, so a shortened clip (--max-frames) keeps in sync and ends together."""
-    with av.open(str(source)) as container:
-        audio = container.streams.audio[0]
-        if copy:
-            for packet in container.demux(audio):
-                if packet.dts is None:
+def sync_file(path: Path) -> None:
+    """Flush a written file to disk, so a power cut after its rename cannot leave it empty."""
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def publish(partial: Path, path: Path) -> None:
+    """Atomically move a complete file into place, durably: the data before the rename, the rename itself
+    after (a power cut leaves the old state or the new, never an empty file under the final name)."""
+    sync_file(partial)
+    os.replace(partial, path)
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic
+        return
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+class SegmentWriter:
+    """Encodes consecutive frames into one H.264 piece (its own closed GOPs, timestamps from 0).
+
+    Pieces made with the same size and settings join without re-encoding (join_segments). The
+    file appears under `path` only when close() completes.
+    """
+
+    def __init__(self, path: Path, width: int, height: int, time_base: Fraction, crf: int = DEFAULT_CRF,
+                 rate: Fraction | None = None):
+        av = _av()
+        self.path = Path(path)
+        self._partial = partial_path(self.path)
+        self.time_base = time_base
+        self._container = av.open(str(self._partial), mode="w", format="mp4")
+        stream = self._container.add_stream("libx264", rate=rate or Fraction(30))
+        stream.width, stream.height = width + width % 2, height + height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        stream.options = {"crf": str(crf), **ENCODER_OPTIONS}
+        self._stream = stream
+        self._first: Fraction | None = None
+
+    def write(self, pictures: torch.Tensor, times: Sequence[Fraction]) -> None:
+        """Encode uint8 frames [n, H, W, 3] shown at `times` (seconds)."""
+        av = _av()
+        if self._first is None:
+            self._first = times[0]
+        for picture, time in zip(_even(pictures).numpy(), times):
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+            frame.pts = round((time - self._first) / self.time_base)
+            frame.time_base = self.time_base
+            self._container.mux(self._stream.encode(frame))
+
+    def close(self) -> Path:
+        self._container.mux(self._stream.encode(None))
+        self._container.close()
+        publish(self._partial, self.path)
+        return self.path
+
+    def abandon(self) -> None:
+        """Drop an unfinished piece (nothing appears under its name)."""
+        try:
+            self._container.close()
+        except Exception:  # already closed, or the encoder died with the run
+            pass
+        self._partial.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Segment:
+    path: Path
+    start: Fraction  # when its first frame is shown in the output (seconds)
+
+
+def _audio_packets(av, output, source: Path, fmt: str, start: Fraction, end: Fraction):
+    """An output audio stream for `source`'s audio between `start` and `end` (seconds of its video), and an
+    iterator over its packets: copied where the container can hold the codec, else re-encoded to AAC.
+    (None, ()) when the source has no audio."""
+    container = av.open(str(source))
+    if not container.streams.audio:
+        container.close()
+        return None, ()
+    audio = container.streams.audio[0]
+    video = container.streams.video[0]
+    offset = Fraction(video.start_time or 0) * (video.time_base or 1) + start
+    stop = offset + (end - start)
+    if fmt == "matroska" or audio.codec_context.codec.canonical_name in _MP4_AUDIO:
+        stream = output.add_stream_from_template(audio)
+
+        def copied():
+            with container:
+                shift = round(offset / audio.time_base)
+                for packet in container.demux(audio):
+                    if packet.dts is None or packet.pts is None:
+                        continue
+                    time = packet.pts * audio.time_base
+                    if time >= stop:
+                        break
+                    if time + (packet.duration or 0) * audio.time_base <= offset:
+                        continue
+                    packet.pts -= shift
+                    packet.dts -= shift
+                    packet.stream = stream
+                    yield packet
+        return stream, copied()
+
+    stream = output.add_stream("aac", rate=audio.rate)
+
+    def encoded():
+        with container:
+            for frame in container.decode(audio):
+                if frame.time is None or frame.time < offset:
                     continue
-                if packet.pts is not None and float(packet.pts * audio.time_base) >= duration:
+                if frame.time >= stop:
                     break
-                packet.stream = stream
+                frame.pts = None
+                yield from stream.encode(frame)
+            yield from stream.encode(None)
+    return stream, encoded()
+
+
+def _time(packet) -> Fraction:
+    return (packet.dts if packet.dts is not None else packet.pts or 0) * packet.time_base
+
+
+def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | None = None,
+                  audio_range: tuple[Fraction, Fraction] | None = None,
+                  finish: Callable[[Path], None] | None = None) -> Path:
+    """Copy H.264 pieces (no re-encoding) into one file at `path`, with the audio of `audio_from` over
+    `audio_range` (seconds of its video), interleaved by time. `finish(partial)` may rewrite the complete
+    file before it is renamed into place (e.g. to add stereo metadata)."""
+    av = _av()
+    path = Path(path)
+    fmt = container_format(path)
+    if not segments:
+        raise ValueError("no segments to join")
+    partial = partial_path(path)
+    try:
+        with av.open(str(partial), mode="w", format=fmt) as output:
+            with av.open(str(segments[0].path)) as first:
+                video = output.add_stream_from_template(first.streams.video[0])
+            audio, audio_packets = (None, ()) if audio_from is None else \
+                _audio_packets(av, output, Path(audio_from), fmt, *audio_range)
+
+            def video_packets():
+                for segment in segments:
+                    with av.open(str(segment.path)) as piece:
+                        stream = piece.streams.video[0]
+                        shift = round(segment.start / stream.time_base)
+                        for packet in piece.demux(stream):
+                            if packet.dts is None:
+                                continue
+                            packet.pts += shift
+                            packet.dts += shift
+                            packet.stream = video
+                            yield packet
+
+            for packet in heapq.merge(video_packets(), audio_packets, key=_time):
                 output.mux(packet)
-            return
-        for frame in container.decode(audio):
-            if frame.time is not None and frame.time >= duration:
-                break
-            frame.pts = None
-            output.mux(stream.encode(frame))
-        output.mux(stream.encode(None))
+        if finish is not None:
+            finish(partial)
+        publish(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def is_complete_video(path: Path) -> bool:
+    """Whether `path` is a video file a player can open with at least one frame (not empty or cut short)."""
+    av = _av()
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return False
+            stream = container.streams.video[0]
+            return next(container.decode(stream), None) is not None
+    except (av.error.FFmpegError, OSError):
+        return False
 
 
 def write_video(path: str | Path, frames: torch.Tensor, fps: float | Fraction, audio_from: str | Path | None = None,
-                crf: int = 16, batch: int = DEFAULT_BATCH_FRAMES,
+                crf: int = DEFAULT_CRF, batch: int = DEFAULT_BATCH_FRAMES,
                 progress: Callable[[int, int], None] | None = None) -> Path:
-    """Encode frames [T, H, W, 3] (0..1) as H.264 mp4 at `fps`, with the audio of `audio_from` if it has any."""
-    av = _av()
+    """Encode frames [T, H, W, 3] (0..1) as H.264 at `fps` (container from the extension: mp4, mov, mkv),
+    with the audio of `audio_from` if it has any."""
     frames = check_clip(frames, "frames")
     path = Path(path)
+    container_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix or '.mp4'}")
     fps = Fraction(fps).limit_denominator(1001)
     total = frames.shape[0]
+    piece = path.with_name(f".{path.stem}.video.mp4")
+    writer = SegmentWriter(piece, frames.shape[2], frames.shape[1], 1 / fps, crf, rate=fps)
     try:
-        with av.open(str(partial), mode="w", format="mp4") as output:
-            video = output.add_stream("libx264", rate=fps)
-            _, video.height, video.width, _ = _even(frames[:1]).shape
-            video.pix_fmt = "yuv420p"
-            video.options = {"crf": str(crf)}
-            audio = _add_audio(av, output, Path(audio_from)) if audio_from else None
-            for frame_slice in frame_batches(total, batch):
-                pixels = to_bytes(_even(frames[frame_slice])).numpy()
-                for picture in pixels:
-                    output.mux(video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
-                if progress:
-                    progress(frame_slice.stop, total)
-            output.mux(video.encode(None))
-            if audio is not None:
-                _mux_audio(av, output, Path(audio_from), audio[0], audio[1], float(total / fps))
-        os.replace(partial, path)
+        for part in frame_batches(total, batch):
+            writer.write(to_bytes(frames[part]), [Fraction(index) / fps for index in range(part.start, part.stop)])
+            if progress:
+                progress(part.stop, total)
+        writer.close()
+        join_segments(path, [Segment(piece, Fraction(0))], audio_from=audio_from,
+                      audio_range=(Fraction(0), Fraction(total) / fps))
+    except BaseException:
+        writer.abandon()
+        raise
     finally:
-        partial.unlink(missing_ok=True)
+        piece.unlink(missing_ok=True)
     return path

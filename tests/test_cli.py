@@ -1,9 +1,16 @@
 """The command line end to end on the tiny models: outputs, audio and fps, resuming, and its errors."""
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 
 from stereo_core import cli
 from stereo_core.video_io import read_video, write_video
@@ -14,6 +21,10 @@ FAST = ["--max-res", "64", "--depth-window", "6", "--depth-overlap", "2", "--dep
         "--steps", "2", "--frames-chunk", "6", "--overlap", "2", "--quiet"]
 
 
+# Subprocess runs compute with one thread, as the in-process tests do, so their numbers agree.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+
 @pytest.fixture
 def source(tmp_path):
     return make_video(tmp_path / "clip.mp4", frames=10, width=96, height=64, fps=Fraction(24))
@@ -21,6 +32,13 @@ def source(tmp_path):
 
 def run(*argv):
     return cli.main([str(a) for a in argv])
+
+
+def grey_depth(path, frames=10, width=96, height=64):
+    """A grey depth video (white = near): a ramp with a nearer box."""
+    depth = torch.linspace(0.2, 0.7, width).view(1, 1, width, 1).repeat(frames, height, 1, 3)
+    depth[:, height // 4: height // 2, width // 3: width // 2] = 0.95
+    return write_video(path, depth, 24)
 
 
 def test_converts_a_clip_end_to_end_keeping_fps_audio_and_the_left_eye(source, tmp_path, models_dir):
@@ -47,28 +65,22 @@ def test_depth_video_skips_depthcrafter_and_half_layouts_keep_the_size(source, t
     assert describe(output) == {"frames": 10, "width": 96, "height": 64, "fps": Fraction(24), "audio": "aac"}
 
 
-def test_reruns_skip_finished_outputs_and_resume_from_finished_stages(source, tmp_path, models_dir, monkeypatch):
+def test_reruns_skip_finished_outputs_but_redo_empty_or_broken_ones(source, tmp_path):
+    depth = grey_depth(tmp_path / "depth.mp4")
     output = tmp_path / "clip_sbs.mp4"
-    assert run(source, "-o", output, "--models", models_dir, "--keep-work", *FAST) == 0
+    common = [source, "-o", output, "--depth-video", depth, "--no-inpaint", "--quiet"]
+    assert run(*common) == 0
     stamp = output.stat().st_mtime_ns
-    assert run(source, "-o", output, "--models", models_dir, *FAST) == 0
+    assert run(*common) == 0
     assert output.stat().st_mtime_ns == stamp, "a finished output is left alone"
-
-    def must_not_run(*args, **kwargs):
-        raise AssertionError("a finished stage was computed again")
-
-    monkeypatch.setattr(cli, "estimate_depth", must_not_run)
-    monkeypatch.setattr(cli, "inpaint_clip", must_not_run)
-    assert run(source, "-o", output, "--models", models_dir, "--overwrite", "--keep-work", *FAST) == 0
-    # Another strength reuses the depth but must inpaint again.
-    with pytest.raises(AssertionError, match="computed again"):
-        cli.main([str(source), "-o", str(output), "--models", str(models_dir), "--overwrite", "--max-disp", "8",
-                  *FAST])
+    for broken in (b"", b"not a video at all"):
+        output.write_bytes(broken)
+        assert run(*common) == 0
+        assert describe(output)["frames"] == 10, "an empty or undecodable output is not counted as done"
 
 
 def test_stage_results_are_not_reused_for_another_frame_count(source, tmp_path, models_dir):
-    depth = tmp_path / "depth.mp4"
-    write_video(depth, torch.rand(10, 64, 96, 3), 24)
+    depth = grey_depth(tmp_path / "depth.mp4")
     output = tmp_path / "clip_sbs.mp4"
     common = [source, "-o", output, "--models", models_dir, "--depth-video", depth, "--keep-work", *FAST]
     assert run(*common) == 0
@@ -108,7 +120,7 @@ def test_batches_of_inputs_go_to_an_output_folder(tmp_path):
     depth = tmp_path / "depths"
     depth.mkdir()
     for name in ("a", "b"):
-        write_video(depth / f"{name}_depth.mp4", torch.rand(4, 64, 96, 3), 24)
+        grey_depth(depth / f"{name}_depth.mp4", frames=4)
     assert run(folder, "-o", tmp_path / "out", "--depth-video", depth, "--no-inpaint", "--quiet") == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_sbs.mp4", "b_sbs.mp4"]
     assert describe(tmp_path / "out" / "a_sbs.mp4")["audio"] is None
@@ -123,7 +135,7 @@ def test_batches_of_inputs_go_to_an_output_folder(tmp_path):
     (["missing.mp4"], "Input 'missing.mp4' does not exist"),
     (["{clip}", "{clip}", "-o", "out.mp4"], "With 2 inputs, -o must be a folder"),
     (["{clip}", "--depth-video", "nope.mp4"], "Depth video 'nope.mp4' does not exist"),
-    (["{clip}", "-o", "{clip}"], "would overwrite its input"),
+    (["{clip}", "-o", "{clip}"], "would overwrite the input"),
     (["{clip}", "--models", "{tmp}"], "huggingface-cli download stabilityai/stable-video-diffusion-img2vid-xt-1-1 "
      '--local-dir "{tmp}/stable-video-diffusion-img2vid-xt-1-1"'),
     (["{clip}", "--models", "{tmp}", "--no-inpaint"], "Missing: the folder itself"),
@@ -156,3 +168,191 @@ def test_runs_as_a_module_from_the_packs_folder(tmp_path):
     result = subprocess.run([sys.executable, "-m", "stereo_core", str(tmp_path / "missing.mp4")],
                             cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "error: Input" in result.stderr and "does not exist" in result.stderr
+
+
+# --- issue: the command line loses nothing and says what is wrong -----------------------------------
+
+
+def error_of(capsys, *argv):
+    code = cli.main([str(a) for a in argv] + ["--quiet"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+def test_no_output_may_land_on_an_input(source, tmp_path, capsys):
+    depth = grey_depth(tmp_path / "depth.mp4")
+    before = depth.read_bytes()
+    code, err = error_of(capsys, source, "-o", depth, "--depth-video", depth, "--no-inpaint")
+    assert code == 2 and "would overwrite the depth video" in err
+    assert depth.read_bytes() == before
+
+    # The anaglyph next to the output would be an input's name.
+    clip = tmp_path / "x_anaglyph.mp4"
+    clip.write_bytes(source.read_bytes())
+    code, err = error_of(capsys, clip, "-o", tmp_path / "x.mp4", "--anaglyph", "--depth-video", depth,
+                         "--no-inpaint")
+    assert code == 2 and f"would overwrite the input '{clip}'" in err
+    assert clip.read_bytes() == source.read_bytes()
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(source, tmp_path, capsys, models_dir, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started")
+
+    monkeypatch.setattr(cli, "load_video_diffusion", no_work)
+    monkeypatch.setattr(cli, "plan_conversion", no_work)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, err = error_of(capsys, source, "-o", blocker / "sub" / "out.mp4", "--models", models_dir)
+    assert code == 2 and "Cannot write the output in" in err and "a_file" in err
+    code, err = error_of(capsys, source, "-o", tmp_path / "out.mp4", "--models", models_dir,
+                         "--work-dir", blocker / "work")
+    assert code == 2 and "Cannot write the work folder" in err
+
+
+def test_container_follows_the_output_extension(source, tmp_path, capsys):
+    import av
+
+    depth = grey_depth(tmp_path / "depth.mp4")
+    assert run(source, "-o", tmp_path / "out.mkv", "--depth-video", depth, "--no-inpaint", "--quiet") == 0
+    with av.open(str(tmp_path / "out.mkv")) as container:
+        assert "matroska" in container.format.name
+    code, err = error_of(capsys, source, "-o", tmp_path / "out.avi", "--depth-video", depth, "--no-inpaint")
+    assert code == 2 and "extension '.avi' is not supported" in err and not (tmp_path / "out.avi").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max-frames", "0"], "--max-frames must be at least 1"),
+    (["--max-frames", "-3"], "--max-frames must be at least 1"),
+    (["--max-disp", "5000"], "more than the frame width"),
+    (["--depth-overlap", "80"], "overlap (80) must be"),
+    (["--steps", "0"], "steps must be at least 1"),
+    (["--convergence", "2"], "convergence must be between 0 and 1"),
+    (["--crf", "99"], "crf must be 0..51"),
+])
+def test_impossible_settings_are_refused_before_any_model_runs(extra, message, source, tmp_path, capsys,
+                                                                models_dir, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(cli, "load_video_diffusion", no_model)
+    code, err = error_of(capsys, source, "-o", tmp_path / "o.mp4", "--models", models_dir, *extra)
+    assert code == 2 and message in err and not (tmp_path / "o.mp4").exists()
+
+
+def test_one_damaged_file_does_not_stop_a_batch(tmp_path, capsys):
+    folder, depths = tmp_path / "videos", tmp_path / "depths"
+    folder.mkdir()
+    depths.mkdir()
+    for name in ("a", "c"):
+        make_video(folder / f"{name}.mp4", frames=4, audio_codec=None)
+    (folder / "b.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 damaged beyond use")
+    for name in ("a", "b", "c"):
+        grey_depth(depths / f"{name}_depth.mp4", frames=4)
+    code, err = error_of(capsys, folder, "-o", tmp_path / "out", "--depth-video", depths, "--no-inpaint")
+    assert code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_sbs.mp4", "c_sbs.mp4"]
+    assert "1 of 3 videos failed" in err and "b.mp4" in err.splitlines()[-1]
+
+
+def test_a_truncated_input_is_reported(tmp_path, capsys):
+    from test_engine import truncated_video
+
+    source = truncated_video(tmp_path / "cut.mp4")
+    depth = grey_depth(tmp_path / "depth.mp4", frames=24, width=64, height=48)
+    code, err = error_of(capsys, source, "-o", tmp_path / "o.mp4", "--depth-video", depth, "--no-inpaint")
+    assert code == 2 and "says it has 24 frames" in err and not (tmp_path / "o.mp4").exists()
+
+
+def test_unreadable_weights_are_not_called_a_bad_download(model_tree, monkeypatch):
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from stereo_core.errors import StereoInputError
+    from stereo_core.video_diffusion import load_video_diffusion
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(model_tree["stereocrafter"] / "unet_diffusers"))
+
+    monkeypatch.setattr(UNetSpatioTemporalConditionModel, "from_pretrained", denied)
+    with pytest.raises(StereoInputError, match="permission denied") as caught:
+        load_video_diffusion("stereocrafter", model_tree["svd"], model_tree["stereocrafter"])
+    assert "download" not in str(caught.value)
+
+
+# --- killed at any moment, started again: the same video ----------------------------------------------
+
+
+def cli_command(source, output, models, *extra):
+    return [sys.executable, "-m", "stereo_core", str(source), "-o", str(output), "--models", str(models),
+            "--anaglyph", "--segment-frames", "4", *FAST, *extra]
+
+
+def run_to_the_end(command):
+    subprocess.run(command, cwd=ROOT, env=ONE_THREAD, check=True, capture_output=True, timeout=600)
+
+
+def kill_when(command, work, trigger):
+    """Start the command and SIGKILL it as soon as a file matching `trigger` appears in its work folder."""
+    process = subprocess.Popen(command, cwd=ROOT, env=ONE_THREAD, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not list(work.glob(trigger)):
+            assert process.poll() is None, f"the run ended before {trigger} appeared"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+
+def decoded(path):
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_a_run_killed_at_any_stage_resumes_to_the_identical_video(source, tmp_path, models_dir):
+    """SIGKILL during DepthCrafter's windows, during inpainting, and between encoded pieces."""
+    reference = tmp_path / "reference" / "clip_sbs.mp4"
+    run_to_the_end(cli_command(source, reference, models_dir))
+
+    output = tmp_path / "resumed" / "clip_sbs.mp4"
+    command = cli_command(source, output, models_dir)
+    work = output.with_name(".clip_sbs.work")
+    for trigger in ("depth-*/window-000001.safetensors", "right-*/chunk-000001.safetensors",
+                    "encode-*/stereo-00001.mp4"):
+        kill_when(command, work, trigger)
+        assert not output.exists()
+    run_to_the_end(command)
+    for name in ("clip_sbs.mp4", "clip_sbs_anaglyph.mp4"):
+        ours, expected = decoded(output.with_name(name)), decoded(reference.with_name(name))
+        assert len(ours) == len(expected) == 10
+        assert all(np.array_equal(a, b) for a, b in zip(ours, expected)), name
+    assert not work.exists()
+
+
+def test_an_interrupted_final_join_leaves_nothing_and_resumes(source, tmp_path, monkeypatch):
+    from stereo_core import video_io
+
+    depth = grey_depth(tmp_path / "depth.mp4")
+    reference = tmp_path / "ref.mp4"
+    common = ["--depth-video", depth, "--no-inpaint", "--segment-frames", "3", "--quiet"]
+    assert run(source, "-o", reference, *common) == 0
+    output = tmp_path / "out.mp4"
+    original = video_io.join_segments
+
+    def interrupted(path, *args, **kwargs):
+        original(path, *args, finish=lambda partial: (_ for _ in ()).throw(KeyboardInterrupt()), **kwargs)
+
+    monkeypatch.setattr(video_io, "join_segments", interrupted)
+    monkeypatch.setattr("stereo_core.engine.pipeline.join_segments", interrupted)
+    assert run(source, "-o", output, *common) == 130
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == sorted(
+        ["clip.mp4", "depth.mp4", "ref.mp4"])
+    monkeypatch.undo()
+    assert run(source, "-o", output, *common) == 0
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(output), decoded(reference)))

@@ -1,0 +1,267 @@
+"""The depth stage of a streaming conversion: depth for any range of frames, and the clip's depth statistics.
+
+Two sources, one interface (`DepthFrames`):
+- a given depth video, decoded chunk by chunk (its statistics from one extra pass over it);
+- DepthCrafter, run in passes whose results are kept in the work store: per-frame CLIP embeddings
+  and VAE latents, then each window's latents, then a decoding pass that gathers the clip's
+  depth range. Depth itself is never stored: it is decoded again from the kept latents when the
+  warp asks for it (the latents take 1/100 of the space), with the same chunking, so the numbers
+  are the same as whole-clip estimate_depth's.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..depthcrafter import DepthCrafterSettings, DepthSampler, merge_window, normalize_depth
+from ..disparity import DepthRange
+from ..errors import StereoInputError
+from ..frames import depth_channel
+from ..video_diffusion import VideoDiffusionModel, chunks
+from ..video_io import FrameReader, VideoInfo
+from .store import StageStore, generator_state, restore_generator
+
+log = logging.getLogger(__name__)
+
+# Frames per kept piece of the DepthCrafter encode and decode passes (a multiple of the chunk sizes).
+PIECE_FRAMES = 64
+# Mean spread between a frame's colour channels above which a depth video is a colour picture, not grey
+# depth (H.264's chroma subsampling leaves grey depth within a few 8-bit levels).
+_COLOUR_SPREAD = 0.04
+
+
+@dataclass
+class DepthStats:
+    """Per-frame statistics of the depth the warp sees: minimum, maximum and median."""
+
+    low: torch.Tensor
+    high: torch.Tensor
+    median: torch.Tensor
+
+    @property
+    def depth_range(self) -> DepthRange:
+        return DepthRange(self.low, self.high)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"low": self.low, "high": self.high, "median": self.median}
+
+    @classmethod
+    def of_frames(cls, depth: torch.Tensor) -> "DepthStats":
+        flat = depth.flatten(1)
+        return cls(flat.amin(dim=1), flat.amax(dim=1), flat.median(dim=1).values)
+
+    @classmethod
+    def join(cls, parts: list["DepthStats"]) -> "DepthStats":
+        return cls(*(torch.cat([getattr(part, name) for part in parts]) for name in ("low", "high", "median")))
+
+
+class DepthFrames:
+    """Depth for frames [start, stop) of a run, in order, at the size it comes in (the warp resizes)."""
+
+    frames: int
+    stats: DepthStats
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+def grey_depth(pictures: torch.Tensor, path) -> torch.Tensor:
+    """Depth [n, H, W] (0..1) from 8-bit depth-video frames [n, H, W, 3], refusing colour pictures."""
+    values = pictures.float().div_(255.0)
+    spread = (values.amax(dim=-1) - values.amin(dim=-1)).mean()
+    if float(spread) > _COLOUR_SPREAD:
+        raise StereoInputError(
+            f"The depth video '{path}' is in colour (e.g. a colormap such as inferno), not grey depth: averaging its "
+            f"channels would give wrong depth. Use a greyscale depth video (white = near), e.g. one saved with "
+            f"--save-depth or Depth Visualize set to 'gray'.")
+    return depth_channel(values)
+
+
+class DepthVideoFrames(DepthFrames):
+    """Frames of a given depth video, aligned by index with the run's frames."""
+
+    def __init__(self, info: VideoInfo, start: int, stop: int, store: StageStore,
+                 progress: Callable[[int, int], None] | None = None, chunk: int = 16):
+        self.info, self.start, self.frames = info, start, stop - start
+        self._reader = FrameReader(info)
+        saved = store.load_tensors("stats.safetensors")
+        if saved is not None:
+            self.stats = DepthStats(**saved[0])
+            return
+        parts = []
+        for part in chunks(self.frames, chunk):
+            parts.append(DepthStats.of_frames(self.read(part.start, part.stop)))
+            if progress:
+                progress(part.stop, self.frames)
+        self.stats = DepthStats.join(parts)
+        store.save_tensors("stats.safetensors", self.stats.tensors())
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        return grey_depth(self._reader.read(self.start + start, self.start + stop), self.info.path)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+class DepthCrafterFrames(DepthFrames):
+    """DepthCrafter depth of a run's frames, computed in passes kept in the stage store."""
+
+    def __init__(self, model: VideoDiffusionModel, settings: DepthCrafterSettings, video: FrameReader, start: int,
+                 stop: int, store: StageStore, seed: int, progress, log_resume: Callable[[str], None]):
+        info = video.info
+        self.model, self.store, self.video, self.start = model, store, video, start
+        self.frames = stop - start
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.sampler = DepthSampler(model, settings, self.frames, info.height, info.width, self.generator)
+        self._progress, self._log_resume = progress, log_resume
+        self._decoded: tuple[int, int, torch.Tensor] | None = None
+        self._window_cache: tuple[int, torch.Tensor] | None = None
+        with torch.no_grad():
+            self._encode_pass()
+            self._window_pass()
+            self.stats, (self.low, self.high) = self._statistics_pass()
+
+    # --- pass 1: CLIP embeddings and VAE latents of every frame ---------------------------------------
+
+    def _encode_pieces(self) -> list[slice]:
+        size = self.sampler.settings.encode_chunk
+        return list(chunks(self.frames, size * max(1, PIECE_FRAMES // size)))
+
+    def _encode_pass(self) -> None:
+        pieces, sampler, placement = self._encode_pieces(), self.sampler, self.model.placement
+        done = 0
+        while done < len(pieces) and self.store.has(f"encode-{pieces[done].start:07d}.safetensors"):
+            done += 1
+        if done == len(pieces) and self.store.has("noise.safetensors"):
+            return
+        if done:
+            self._log_resume(f"depth: encoding resumes at frame {self.start + pieces[done - 1].stop}")
+            last = self.store.load_tensors(f"encode-{pieces[done - 1].start:07d}.safetensors")[0]
+            restore_generator(self.generator, last)
+        with self._progress("depth: encode", self.frames) as bar:
+            bar(pieces[done - 1].stop if done else 0, self.frames)
+            for piece in pieces[done:]:
+                video = self.video.read(self.start + piece.start, self.start + piece.stop).float().div_(255.0)
+                parts = [slice(p.start - piece.start, p.stop - piece.start) for p in sampler.encode_slices
+                         if piece.start <= p.start < piece.stop]
+                with placement.use(self.model.image_encoder):
+                    embeddings = torch.cat([sampler.embed(video[part]) for part in parts])
+                with placement.use(self.model.vae):
+                    latents = torch.cat([sampler.encode(video[part]) for part in parts])
+                self.store.save_tensors(f"encode-{piece.start:07d}.safetensors", {
+                    "embeddings": embeddings, "latents": latents, **generator_state(self.generator)})
+                bar(piece.stop, self.frames)
+        self.store.save_tensors("noise.safetensors", {"noise": sampler.initial_noise()})
+
+    def _encoded(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and latents of frames [start, stop) from the kept encode pieces."""
+        embeddings, latents = [], []
+        for piece in self._encode_pieces():
+            if piece.stop <= start or piece.start >= stop:
+                continue
+            tensors, _ = self.store.load_tensors(f"encode-{piece.start:07d}.safetensors")
+            inside = slice(max(start, piece.start) - piece.start, min(stop, piece.stop) - piece.start)
+            embeddings.append(tensors["embeddings"][inside])
+            latents.append(tensors["latents"][inside])
+        return torch.cat(embeddings), torch.cat(latents)
+
+    # --- pass 2: the windows, in order, each continuing from the previous one ---------------------
+
+    def _window_name(self, index: int) -> str:
+        return f"window-{index:06d}.safetensors"
+
+    def _window_pass(self) -> None:
+        sampler, windows = self.sampler, self.sampler.windows
+        first = 0
+        while first < len(windows) and self.store.has(self._window_name(first)):
+            first += 1
+        if first == len(windows):
+            return
+        if first:
+            self._log_resume(f"depth: windows resume at window {first + 1} of {len(windows)} "
+                             f"(frame {self.start + windows[first].start})")
+        noise = self.store.load_tensors("noise.safetensors")[0]["noise"]
+        previous = self.store.load_tensors(self._window_name(first - 1))[0]["latents"] if first else None
+        frames_done = windows[first - 1].end if first else 0
+        with self._progress("depth: windows", self.frames) as bar, self.model.placement.use(self.model.unet) as unet:
+            bar(frames_done, self.frames)
+            for index in range(first, len(windows)):
+                window = windows[index]
+                embeddings, latents = self._encoded(window.start, window.end)
+                shared = None
+                if window.blend:
+                    # The previous window's kept latents cover this window's shared frames.
+                    before = windows[index - 1]
+                    shared = previous[window.start - before.start:window.start - before.start + window.blend]
+                sample = sampler.denoise(unet, window, sampler.window_noise(noise, index), latents, embeddings, shared)
+                result = torch.empty(window.frames, *sampler.latent_shape)
+                if window.blend:
+                    result[:window.blend] = shared
+                merge_window(result, window, sample, offset=window.start)
+                self.store.save_tensors(self._window_name(index), {"latents": result})
+                previous = result
+                bar(window.end, self.frames)
+
+    def _final_latents(self, start: int, stop: int) -> torch.Tensor:
+        """The clip's final latents of frames [start, stop): each frame from the last window holding it."""
+        windows = self.sampler.windows
+        stride = self.sampler.settings.window - self.sampler.settings.overlap
+        out = torch.empty(stop - start, *self.sampler.latent_shape)
+        for frame in range(start, stop):
+            index = min(frame // stride, len(windows) - 1)  # windows start every `stride` frames
+            if self._window_cache is None or self._window_cache[0] != index:
+                self._window_cache = (index, self.store.load_tensors(self._window_name(index))[0]["latents"])
+            out[frame - start] = self._window_cache[1][frame - windows[index].start]
+        return out
+
+    # --- pass 3: decode, gathering the depth range ------------------------------------------------
+
+    def _decode_chunk(self, part: slice) -> torch.Tensor:
+        with self.model.placement.use(self.model.vae):
+            return self.sampler.decode(self._final_latents(part.start, part.stop))
+
+    def _statistics_pass(self) -> tuple[DepthStats, tuple[float, float]]:
+        """Per-frame statistics of the raw decoded depth, kept per piece; the clip's extremes from them."""
+        size = self.sampler.settings.decode_chunk
+        pieces = list(chunks(self.frames, size * max(1, PIECE_FRAMES // size)))
+        parts = []
+        with self._progress("depth: decode", self.frames) as bar:
+            for piece in pieces:
+                name = f"stats-{piece.start:07d}.safetensors"
+                saved = self.store.load_tensors(name)
+                if saved is None:
+                    depth = torch.cat([self._decode_chunk(slice(p.start, p.stop)) for p in chunks(self.frames, size)
+                                       if piece.start <= p.start < piece.stop])
+                    parts.append(DepthStats.of_frames(depth))
+                    self.store.save_tensors(name, parts[-1].tensors())
+                else:
+                    parts.append(DepthStats(**saved[0]))
+                bar(piece.stop, self.frames)
+        raw = DepthStats.join(parts)
+        low, high = float(raw.low.min()), float(raw.high.max())
+        # Normalising is monotonic, so the normalised frames' statistics are the raw ones normalised.
+        normalised = DepthStats(*(normalize_depth(values.clone(), low, high) for values in
+                                  (raw.low, raw.high, raw.median)))
+        return normalised, (low, high)
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Normalised depth (1 = nearest) of frames [start, stop), decoded again from the kept latents."""
+        size = self.sampler.settings.decode_chunk
+        out = []
+        with torch.no_grad():
+            for first in range(start - start % size, stop, size):
+                part = slice(first, min(first + size, self.frames))
+                if self._decoded is None or self._decoded[0] != first:
+                    self._decoded = (first, part.stop, self._decode_chunk(part))
+                depth = self._decoded[2]
+                out.append(depth[max(start, first) - first:min(stop, part.stop) - first])
+        return normalize_depth(torch.cat(out), self.low, self.high)
+
+    def close(self) -> None:
+        pass
+
+

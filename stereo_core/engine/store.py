@@ -1,0 +1,130 @@
+"""The work store: a conversion's finished pieces on disk, so a killed run continues where it stopped.
+
+A work folder holds one subfolder per stage, named by a hash of everything that stage's result
+depends on (the source, the frame range, the settings of the stage and of the stages before it).
+Changing a setting therefore starts a new subfolder for exactly the stages it affects; stale
+subfolders of a stage are removed when a new one starts. Inside a stage folder every piece is one
+file, written under a temporary name, flushed and renamed: a file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import StereoInputError
+from ..video_io import partial_path, publish
+
+log = logging.getLogger(__name__)
+
+
+def settings_key(*parts) -> str:
+    """A short stable hash of JSON-able settings."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def source_identity(path: Path) -> dict:
+    """What identifies an input file's content cheaply: its path, size and modification time."""
+    stat = Path(path).stat()
+    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns}
+
+
+class WorkStore:
+    """A work folder: one `StageStore` per stage."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def stage(self, name: str, key: str) -> "StageStore":
+        """The store of stage `name` for settings hash `key`; other versions of the stage are removed."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StereoInputError(f"Cannot create the work folder '{self.folder}' ({error.strerror}). "
+                                   f"Choose a writable place with --work-dir.") from error
+        for stale in self.folder.glob(f"{name}-*"):
+            if stale.name != f"{name}-{key}" and stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        return StageStore(self.folder / f"{name}-{key}")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class StageStore:
+    """Finished pieces of one stage: tensors (safetensors), small records (JSON) and whole files."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        return self.folder / name
+
+    def has(self, name: str) -> bool:
+        return self.path(name).is_file()
+
+    def names(self, pattern: str = "*") -> list[str]:
+        return sorted(p.name for p in self.folder.glob(pattern) if not p.name.startswith("."))
+
+    def _write(self, name: str, write) -> None:
+        target = self.path(name)
+        partial = partial_path(target)
+        try:
+            write(partial)
+            publish(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
+        self._write(name, lambda partial: save_file(tensors, str(partial), metadata={"meta": json.dumps(meta or {})}))
+
+    def load_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict] | None:
+        """The tensors and record saved under `name`, or None if it was never finished (or is unreadable)."""
+        from safetensors import safe_open
+
+        if not self.has(name):
+            return None
+        try:
+            with safe_open(str(self.path(name)), framework="pt") as stored:
+                meta = json.loads(stored.metadata().get("meta", "{}"))
+                return {key: stored.get_tensor(key) for key in stored.keys()}, meta
+        except Exception as error:  # damaged on disk: redo the piece
+            log.warning("Work file %s is unreadable (%s); it is computed again.", self.path(name), error)
+            self.remove(name)
+            return None
+
+    def save_json(self, name: str, record: dict) -> None:
+        self._write(name, lambda partial: partial.write_text(json.dumps(record)))
+
+    def load_json(self, name: str) -> dict | None:
+        if not self.has(name):
+            return None
+        try:
+            return json.loads(self.path(name).read_text())
+        except (OSError, ValueError):
+            self.remove(name)
+            return None
+
+    def remove(self, name: str) -> None:
+        self.path(name).unlink(missing_ok=True)
+
+
+def generator_state(generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    return {} if generator is None else {"generator_state": generator.get_state()}
+
+
+def restore_generator(generator: torch.Generator | None, tensors: dict[str, torch.Tensor]) -> None:
+    if generator is not None:
+        generator.set_state(tensors["generator_state"])
+
+
