@@ -152,7 +152,8 @@ class Anaglyph:
                                             "tooltip": "color: red from left, green/blue from right (the "
                                                        "reference); half-color: less rivalry on red objects; gray: "
                                                        "no colour, least ghosting; dubois: least-squares colours "
-                                                       "(linear light), best overall."}),
+                                                       "(linear light), best overall; wimmer: Wimmer's optimized, "
+                                                       "almost no rivalry, red shades lost."}),
         }}
 
     def make(self, left, right, mode):

@@ -86,6 +86,16 @@ def test_dubois_is_computed_in_linear_light():
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
 
 
+def test_wimmer_takes_red_from_the_left_greens_and_blues_and_brightens_it():
+    left = torch.tensor([0.9, 0.4, 0.2]).view(1, 1, 1, 3)
+    right = torch.tensor([0.1, 0.6, 0.9]).view(1, 1, 1, 3)
+    got = anaglyph(left, right, "wimmer")[0, 0, 0]
+    red = (0.7 * 0.4 + 0.3 * 0.2) ** (1 / 1.5)  # the left eye's own red (0.9) is not used
+    torch.testing.assert_close(got, torch.tensor([red, 0.6, 0.9]), atol=1e-5, rtol=0)
+    pure_red = torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 1, 3)
+    assert anaglyph(pure_red, pure_red, "wimmer")[0, 0, 0, 0] == 0  # no red flash in one eye only
+
+
 def test_splat_grid_round_trip_and_layout():
     left, vis, warped = (torch.rand(3, 4, 6, 3) for _ in range(3))
     occlusion = (torch.rand(3, 4, 6) > 0.5).float()
