@@ -1,6 +1,7 @@
 """ComfyUI face of the pack: node classes and their display names."""
 
 from .comfy_adapter import register_model_folder
+from .comfort_nodes import AutoConvergenceDepth, StereoComfortCheck
 from .common import PREFIX
 from .depth_nodes import DepthCrafterDepth
 from .geometry_nodes import (
@@ -30,6 +31,8 @@ _NODES = {
     "Depth Visualize": DepthVisualize,
     "Splat Grid Compose": SplatGridCompose,
     "Splat Grid Split": SplatGridSplit,
+    "Stereo Comfort Check": StereoComfortCheck,
+    "Auto Convergence": AutoConvergenceDepth,
 }
 
 NODE_CLASS_MAPPINGS = {PREFIX + cls.__name__: cls for cls in _NODES.values()}

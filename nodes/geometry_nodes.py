@@ -7,7 +7,7 @@ from ..stereo_core.anaglyph import anaglyph
 from ..stereo_core.disparity import NORMALIZATIONS, UNITS, DisparitySettings
 from ..stereo_core.errors import StereoInputError
 from ..stereo_core.frames import check_clip, resize_frames
-from ..stereo_core.layouts import LAYOUTS, compose_splat_grid, compose_stereo, split_splat_grid
+from ..stereo_core.layouts import LAYOUTS, VirtualScreen, compose_splat_grid, compose_stereo, split_splat_grid
 from ..stereo_core.mask import refine_mask
 from ..stereo_core.splatting import occlusion_from_depth, warp_clip
 from ..stereo_core.visualize import COLORMAPS, visualize_depth
@@ -112,8 +112,9 @@ class OcclusionMask:
 
 class SBSCompose:
     DESCRIPTION = (
-        "Packs the two eyes into one stereo frame for 3D players and headsets: side-by-side (full or half width) "
-        "or top-bottom (full or half height). Half layouts keep the source size, as 3D TVs expect."
+        "Packs the two eyes into one stereo frame for 3D players and headsets: side-by-side (full or half width), "
+        "top-bottom (full or half height), or VR180 (each eye a flat virtual screen inside a 180-degree "
+        "half-equirectangular image, for headset players). Half layouts keep the source size, as 3D TVs expect."
     )
     CATEGORY = CATEGORY
     FUNCTION = "compose"
@@ -122,18 +123,34 @@ class SBSCompose:
 
     @classmethod
     def INPUT_TYPES(cls):
+        screen = VirtualScreen
         return {"required": {
             "left": ("IMAGE", {"tooltip": "Left-eye clip (the original video)."}),
             "right": ("IMAGE", {"tooltip": "Right-eye clip (warped or inpainted), same size and frame count."}),
             "layout": (list(LAYOUTS), {"default": "sbs",
                                        "tooltip": "sbs: full side-by-side (double width, the reference); half-sbs: "
-                                                  "each eye half width; tb / half-tb: top-bottom."}),
+                                                  "each eye half width; tb / half-tb: top-bottom; vr180: a virtual "
+                                                  "screen in a 180-degree frame (width = 2 x height) for headsets."}),
             "swap_eyes": ("BOOLEAN", {"default": False,
-                                      "tooltip": "Right eye first, for cross-eyed free viewing."}),
+                                      "tooltip": "Right eye first, for cross-eyed free viewing (not for vr180)."}),
+        }, "optional": {
+            "vr180_screen_fov": ("FLOAT", {"default": screen.fov, "min": 1.0, "max": 170.0, "step": 1.0,
+                                           "tooltip": "vr180 only: the virtual screen's width as an angle (degrees). "
+                                                      "Under 70 can be watched without turning the head."}),
+            "vr180_screen_distance": ("FLOAT", {"default": screen.distance, "min": 0.0, "max": 100.0, "step": 0.1,
+                                                "tooltip": "vr180 only: metres to the virtual screen; content at zero "
+                                                           "parallax appears there. 0 = at infinity (then anything "
+                                                           "behind the screen makes the eyes diverge)."}),
+            "vr180_eye_size": ("INT", {"default": screen.eye_size, "min": 0, "max": 8192, "step": 16,
+                                       "tooltip": "vr180 only: pixels per eye (the frame is 2x this wide, 1x tall). "
+                                                  "0 = keep the source's detail, at most 2048 (4096x2048, the H.264 "
+                                                  "limit of headset players)."}),
         }}
 
-    def compose(self, left, right, layout, swap_eyes):
-        return (compose_stereo(left, right, layout, swap_eyes),)
+    def compose(self, left, right, layout, swap_eyes, vr180_screen_fov=VirtualScreen.fov,
+                vr180_screen_distance=VirtualScreen.distance, vr180_eye_size=VirtualScreen.eye_size):
+        screen = VirtualScreen(fov=vr180_screen_fov, distance=vr180_screen_distance, eye_size=vr180_eye_size)
+        return (compose_stereo(left, right, layout, swap_eyes, screen=screen),)
 
 
 class Anaglyph:
@@ -152,7 +169,8 @@ class Anaglyph:
                                             "tooltip": "color: red from left, green/blue from right (the "
                                                        "reference); half-color: less rivalry on red objects; gray: "
                                                        "no colour, least ghosting; dubois: least-squares colours "
-                                                       "(linear light), best overall."}),
+                                                       "(linear light), best overall; wimmer: Wimmer's optimized, "
+                                                       "almost no rivalry, red shades lost."}),
         }}
 
     def make(self, left, right, mode):

@@ -91,17 +91,47 @@ def normalized_depth(depth: torch.Tensor, depth_range: DepthRange, frames: slice
     return 1.0 - result if settings.invert else result
 
 
-def disparity_from_depth(normalized: torch.Tensor, settings: DisparitySettings, width: int) -> torch.Tensor:
-    """Pixels of parallax for a normalised depth (positive = near, moves left in the right eye)."""
-    return (normalized - settings.convergence) * (2.0 * settings.pixels(width))
+def check_convergence(convergence: torch.Tensor, frames: int) -> torch.Tensor:
+    """A per-frame convergence [frames] (or [1]) of finite depth values in 0..1."""
+    convergence = torch.as_tensor(convergence, dtype=torch.float32).flatten()
+    if convergence.numel() not in (1, frames):
+        raise StereoInputError(
+            f"Per-frame convergence has {convergence.numel()} values for {frames} frames; give one value per frame."
+        )
+    if not bool(torch.isfinite(convergence).all()) or bool((convergence < 0).any() | (convergence > 1).any()):
+        raise StereoInputError("Per-frame convergence values must be depth values between 0 and 1.")
+    return convergence
 
 
-def disparity_bounds(depth_range: DepthRange, settings: DisparitySettings, width: int) -> tuple[float, float]:
-    """The clip's smallest and largest disparity (the soft z-buffer's reference)."""
+def disparity_from_depth(
+    normalized: torch.Tensor, settings: DisparitySettings, width: int, convergence: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Pixels of parallax for a normalised depth [t, H, W] (positive = near, moves left in the right eye).
+
+    convergence: optional per-frame screen-plane depth [t] for these frames (auto-convergence);
+    without it, settings.convergence holds for every frame.
+    """
+    if convergence is None:
+        plane = settings.convergence
+    else:
+        plane = check_convergence(convergence, normalized.shape[0]).to(normalized.device).view(-1, 1, 1)
+    return (normalized - plane) * (2.0 * settings.pixels(width))
+
+
+def disparity_bounds(
+    depth_range: DepthRange, settings: DisparitySettings, width: int, convergence: torch.Tensor | None = None
+) -> tuple[float, float]:
+    """The clip's smallest and largest disparity (the soft z-buffer's reference), over all frames'
+    convergence when it varies per frame."""
     if settings.normalize == "none":
         low, high = float(depth_range.low.min()), float(depth_range.high.max())
     else:
         low, high = 0.0, 1.0
     ends = torch.tensor([low, high])
-    ends = disparity_from_depth(1.0 - ends if settings.invert else ends, settings, width)
+    ends = (1.0 - ends if settings.invert else ends).view(1, 2, 1)
+    planes = None
+    if convergence is not None:
+        planes = torch.as_tensor(convergence, dtype=torch.float32).flatten()
+        planes = torch.stack([planes.min(), planes.max()])
+    ends = disparity_from_depth(ends.expand(1 if planes is None else 2, 2, 1), settings, width, planes)
     return float(ends.min()), float(ends.max())

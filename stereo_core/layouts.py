@@ -1,13 +1,59 @@
-"""Stereo frame layouts: side-by-side, top-bottom, and the reference's 2x2 splatting grid."""
+"""Stereo frame layouts: side-by-side, top-bottom, VR180, and the reference's 2x2 splatting grid."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
 import torch
+import torch.nn.functional as F
 
 from .errors import StereoInputError
 from .frames import DEFAULT_BATCH_FRAMES, check_clip, check_frame_counts, check_same_size, frame_batches, resize_frames
 
-LAYOUTS = ("sbs", "half-sbs", "tb", "half-tb")
+LAYOUTS = ("sbs", "half-sbs", "tb", "half-tb", "vr180")
+
+# Mean adult interpupillary distance (Dodgson 2004: 63 mm); only sets where the eyes converge in VR180.
+_IPD_METRES = 0.063
+# 4096x2048 is the largest H.264 frame headset decoders play smoothly at 60 fps (DeoVR's encoding guide).
+AUTO_EYE_SIZE_CAP = 2048
+
+
+@dataclass(frozen=True)
+class VirtualScreen:
+    """The flat screen each eye sees inside a VR180 frame."""
+
+    fov: float = 70.0
+    """Horizontal size of the screen as an angle, in degrees (Meta's guide: under 70 is comfortable to watch
+    without turning the head)."""
+    distance: float = 3.0
+    """Metres from the viewer: the eyes converge there, so zero-parallax content sits on the screen.
+    0 = at infinity (both eyes' screens in the same place)."""
+    eye_size: int = 0
+    """Side of each eye's square half-equirectangular image in pixels; 0 = enough to keep the source's detail at
+    the screen's centre, at most AUTO_EYE_SIZE_CAP."""
+
+    def validate(self) -> None:
+        if not math.isfinite(self.fov) or not 1.0 <= self.fov <= 170.0:
+            raise StereoInputError(f"VR180 screen size must be an angle between 1 and 170 degrees, got {self.fov}.")
+        if not math.isfinite(self.distance) or self.distance < 0 or 0 < self.distance < 0.1:
+            raise StereoInputError(
+                f"VR180 screen distance must be 0 (infinity) or at least 0.1 m, got {self.distance}."
+            )
+        if self.eye_size != 0 and not 16 <= self.eye_size <= 8192:
+            raise StereoInputError(f"VR180 eye size must be 0 (auto) or 16..8192 pixels, got {self.eye_size}.")
+
+    def half_width(self) -> float:
+        """Half the screen's width divided by its distance."""
+        return math.tan(math.radians(self.fov) / 2)
+
+    def eye_pixels(self, source_width: int) -> int:
+        if self.eye_size:
+            return self.eye_size
+        # Equirect: eye_size pixels per pi radians; the source: width pixels per 2 * half_width radians at the centre.
+        wanted = math.pi * source_width / (2 * self.half_width())
+        return int(min(AUTO_EYE_SIZE_CAP, max(16, 16 * math.ceil(wanted / 16))))
 
 
 def compose_stereo(
@@ -16,13 +62,17 @@ def compose_stereo(
     layout: str = "sbs",
     swap: bool = False,
     batch: int = DEFAULT_BATCH_FRAMES,
+    screen: VirtualScreen = VirtualScreen(),
 ) -> torch.Tensor:
     """Pack two eyes into one frame.
 
     sbs: [left | right] at full width (the reference); tb: left above right;
     half-*: each eye squeezed to half width/height (anti-aliased), so the frame
     keeps the source size (what 3D TVs expect); swap puts the right eye first
-    (cross-eyed viewing).
+    (cross-eyed viewing). vr180: each eye as a flat screen (`screen`) inside a
+    180-degree half-equirectangular square, side by side (width = 2 x height),
+    black around it. Frames are independent, so any chunk of a clip can be
+    composed on its own.
     """
     if layout not in LAYOUTS:
         raise StereoInputError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
@@ -30,6 +80,13 @@ def compose_stereo(
     right = check_clip(right, "right")
     check_frame_counts(left.shape[0], right.shape[0], "left", "right", broadcast_one=False)
     check_same_size(left, right, "left", "right")
+    if layout == "vr180":
+        if swap:
+            raise StereoInputError(
+                "swap_eyes is for cross-eyed viewing of flat layouts; a VR180 frame is for headsets, which need "
+                "the left eye on the left. Turn swap off (or choose sbs for cross-eyed viewing)."
+            )
+        return _compose_vr180(left, right, screen, batch)
     first, second = (right, left) if swap else (left, right)
     frames, height, width, channels = left.shape
     if layout.startswith("half") and min(height, width) < 2:
@@ -50,6 +107,58 @@ def compose_stereo(
         else:
             out[batch_slice, :eye_h], out[batch_slice, eye_h:] = a, b
     return out
+
+
+def _compose_vr180(left: torch.Tensor, right: torch.Tensor, screen: VirtualScreen, batch: int) -> torch.Tensor:
+    screen.validate()
+    frames, height, width, channels = left.shape
+    size = screen.eye_pixels(width)
+    # Shrink the source first where it is finer than the frame's pixels, so sampling does not alias.
+    pixels_per_radian = size / math.pi
+    fit_width = max(2, round(2 * screen.half_width() * pixels_per_radian))
+    source_h, source_w = height, width
+    if fit_width < width:
+        source_w, source_h = fit_width, max(2, round(height * fit_width / width))
+    out = torch.zeros((frames, size, 2 * size, channels), dtype=left.dtype, device=left.device)
+    for eye, clip in enumerate((left, right)):
+        sign = -1 if eye == 0 else 1  # the left eye sits left of centre
+        grid, (top, bottom, x0, x1) = _vr180_grid(size, height / width, screen.fov, screen.distance, sign,
+                                                  str(left.device))
+        if grid is None:
+            continue
+        for batch_slice in frame_batches(frames, batch):
+            pictures = resize_frames(clip[batch_slice].float(), source_h, source_w).permute(0, 3, 1, 2)
+            sampled = F.grid_sample(pictures, grid.expand(pictures.shape[0], -1, -1, -1), mode="bilinear",
+                                    padding_mode="zeros", align_corners=False)
+            out[batch_slice, top:bottom, eye * size + x0:eye * size + x1] = sampled.permute(0, 2, 3, 1).to(out.dtype)
+    return out
+
+
+@lru_cache(maxsize=4)
+def _vr180_grid(size: int, aspect: float, fov: float, distance: float, eye_sign: int, device: str):
+    """Sampling grid of one eye's screen in its half-equirect square, cropped to the screen's bounding box.
+
+    A pixel's direction (longitude lam, latitude phi) from an eye at x = eye_sign * ipd / 2 meets the screen
+    plane (distance D, centred between the eyes) at x = eye_x + D tan(lam), y = D tan(phi) / cos(lam).
+    """
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size - 0.5
+    longitude = (centres * math.pi).view(1, -1)
+    latitude = (-centres * math.pi).view(-1, 1)  # top row looks up
+    half_w = math.tan(math.radians(fov) / 2)
+    half_h = half_w * aspect
+    eye_offset = eye_sign * _IPD_METRES / 2 / distance if distance > 0 else 0.0
+    u = (torch.tan(longitude) + eye_offset) / half_w
+    v = -(torch.tan(latitude) / torch.cos(longitude)) / half_h
+    u, v = u.expand(size, size), v.expand(size, size)
+    # Keep a margin of a few source pixels around the screen so its bilinear edge fades to black.
+    inside = (u.abs() <= 1.02) & (v.abs() <= 1.02)
+    rows = torch.nonzero(inside.any(dim=1)).flatten()
+    cols = torch.nonzero(inside.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return None, (0, 0, 0, 0)
+    top, bottom, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    grid = torch.stack([u[top:bottom, x0:x1], v[top:bottom, x0:x1]], dim=-1).float()
+    return grid.unsqueeze(0).to(device), (top, bottom, x0, x1)
 
 
 def compose_splat_grid(

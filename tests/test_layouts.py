@@ -1,11 +1,13 @@
 """SBS / TB layouts, the splatting grid, anaglyphs, mask refinement, depth pictures."""
 
+import math
+
 import pytest
 import torch
 
 from stereo_core.anaglyph import anaglyph
 from stereo_core.errors import StereoInputError
-from stereo_core.layouts import compose_splat_grid, compose_stereo, split_splat_grid
+from stereo_core.layouts import VirtualScreen, compose_splat_grid, compose_stereo, split_splat_grid
 from stereo_core.mask import refine_mask
 from stereo_core.visualize import visualize_depth
 from stereo_core.colormap_data import INFERNO
@@ -86,6 +88,16 @@ def test_dubois_is_computed_in_linear_light():
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
 
 
+def test_wimmer_takes_red_from_the_left_greens_and_blues_and_brightens_it():
+    left = torch.tensor([0.9, 0.4, 0.2]).view(1, 1, 1, 3)
+    right = torch.tensor([0.1, 0.6, 0.9]).view(1, 1, 1, 3)
+    got = anaglyph(left, right, "wimmer")[0, 0, 0]
+    red = (0.7 * 0.4 + 0.3 * 0.2) ** (1 / 1.5)  # the left eye's own red (0.9) is not used
+    torch.testing.assert_close(got, torch.tensor([red, 0.6, 0.9]), atol=1e-5, rtol=0)
+    pure_red = torch.tensor([1.0, 0.0, 0.0]).view(1, 1, 1, 3)
+    assert anaglyph(pure_red, pure_red, "wimmer")[0, 0, 0, 0] == 0  # no red flash in one eye only
+
+
 def test_splat_grid_round_trip_and_layout():
     left, vis, warped = (torch.rand(3, 4, 6, 3) for _ in range(3))
     occlusion = (torch.rand(3, 4, 6) > 0.5).float()
@@ -146,3 +158,61 @@ def test_depth_pictures():
     coloured = visualize_depth(depth, "inferno")
     torch.testing.assert_close(coloured[0, 0], torch.tensor(INFERNO))
     assert coloured[0, 0, 0].sum() < 0.1 and coloured[0, 0, -1].sum() > 2.5  # dark far, bright near
+
+
+def _eye_column(longitude_degrees: float, size: int) -> float:
+    """The pixel column (centre = x.0) of a longitude in a half-equirect eye image."""
+    return (longitude_degrees / 180 + 0.5) * size - 0.5
+
+
+def test_vr180_frame_is_two_square_half_equirect_eyes_black_outside_the_screen():
+    clip = torch.ones(3, 90, 160, 3)
+    screen = VirtualScreen(fov=80, distance=0, eye_size=180)
+    frame = compose_stereo(clip, clip, "vr180", screen=screen)
+    assert frame.shape == (3, 180, 360, 3)
+    assert torch.all(frame[:, :10] == 0) and torch.all(frame[:, -10:] == 0)  # above and below the screen
+    row = frame[0, 90, :180, 0]  # the left eye's middle row
+    lit = torch.nonzero(row > 0.5).flatten()
+    # The screen spans 80 degrees of longitude, centred.
+    assert abs(lit[0] - _eye_column(-40, 180)) <= 1 and abs(lit[-1] - _eye_column(40, 180)) <= 1
+    # A flat screen's top edge is highest at its centre and lower towards its sides (pincushion in equirect).
+    column_top = lambda col: int(torch.nonzero(frame[0, :, col, 0] > 0.5).flatten()[0])
+    top_latitude = math.degrees(math.atan(math.tan(math.radians(40)) * 90 / 160))
+    assert abs(column_top(90) - (90 - top_latitude - 0.5)) <= 1
+    assert column_top(int(lit[0]) + 1) > column_top(90) + 2
+
+
+def test_vr180_screens_converge_at_the_screen_distance():
+    clip = torch.zeros(1, 90, 160, 3)
+    clip[:, :, :80] = 1.0  # a vertical edge at the screen's centre
+    size, distance = 360, 0.5
+    frame = compose_stereo(clip, clip, "vr180", screen=VirtualScreen(fov=60, distance=distance, eye_size=size))
+    # Seen from each eye, the screen's centre lies toward the nose: the left eye looks right, the right eye left.
+    offset = math.degrees(math.atan(0.063 / 2 / distance))
+    for eye, expected in ((0, offset), (1, -offset)):
+        row = frame[0, size // 2, eye * size:(eye + 1) * size, 0]
+        edge = int(torch.nonzero((row[:-1] > 0.5) & (row[1:] <= 0.5)).flatten()[0]) + 0.5
+        assert abs(edge - _eye_column(expected, size)) <= 1.0
+
+
+def test_vr180_shrinks_fine_sources_without_aliasing_and_sizes_eyes_from_the_source():
+    stripes = torch.zeros(1, 256, 512, 3)
+    stripes[:, :, ::2] = 1.0
+    frame = compose_stereo(stripes, stripes, "vr180", screen=VirtualScreen(fov=70, distance=0, eye_size=128))
+    centre = frame[0, 58:70, 56:72]
+    assert centre.std() < 0.05 and abs(centre.mean() - 0.5) < 0.05  # grey, not a moire of 0s and 1s
+    auto = VirtualScreen(fov=70)
+    assert auto.eye_pixels(160) == 16 * math.ceil(math.pi * 160 / (2 * math.tan(math.radians(35))) / 16)
+    assert auto.eye_pixels(3840) == 2048  # capped for H.264 players
+
+
+def test_vr180_chunks_compose_independently_and_bad_settings_are_explained():
+    clip = torch.rand(4, 18, 32, 3)
+    screen = VirtualScreen(eye_size=64)
+    whole = compose_stereo(clip, clip.flip(2), "vr180", screen=screen)
+    parts = torch.cat([compose_stereo(clip[i:i + 2], clip.flip(2)[i:i + 2], "vr180", screen=screen) for i in (0, 2)])
+    assert torch.equal(whole, parts)
+    with pytest.raises(StereoInputError, match="swap_eyes is for cross-eyed viewing"):
+        compose_stereo(clip, clip, "vr180", swap=True)
+    with pytest.raises(StereoInputError, match="between 1 and 170 degrees"):
+        compose_stereo(clip, clip, "vr180", screen=VirtualScreen(fov=180))

@@ -57,6 +57,9 @@ def test_occlusion_mask_node_from_depth_and_refining(nodes, clip, depth_clip):
 def test_layout_and_preview_nodes(nodes, clip, depth_clip):
     (sbs,) = nodes["SC3D_SBSCompose"]().compose(clip, clip.flip(2), "sbs", False)
     assert sbs.shape == (4, 24, 80, 3)
+    (vr180,) = nodes["SC3D_SBSCompose"]().compose(clip, clip.flip(2), "vr180", False, vr180_screen_fov=60,
+                                                  vr180_screen_distance=2.0, vr180_eye_size=64)
+    assert vr180.shape == (4, 64, 128, 3) and vr180[:, :, :64].sum() > 0 and vr180[:, :, 64:].sum() > 0
     (red_cyan,) = nodes["SC3D_Anaglyph"]().make(clip, clip.flip(2), "color")
     assert torch.equal(red_cyan[..., 0], clip[..., 0])
     (vis,) = nodes["SC3D_DepthVisualize"]().visualize(depth_clip, "inferno", "clip")

@@ -200,14 +200,14 @@ def vhs_saver(graph, loader, info):
 
 def save_stereo_outputs(graph, left, right, x, y, save):
     """SBS + anaglyph of (left, right), each written by save(images, prefix, x, y)."""
-    sbs = graph.node("SC3D_SBSCompose", (x, y))
+    sbs = graph.node("SC3D_SBSCompose", (x, y), size=(320, 230))
     graph.link(left[0], left[1], sbs, "left")
     graph.link(right[0], right[1], sbs, "right")
-    red_cyan = graph.node("SC3D_Anaglyph", (x, y + 220), size=(320, 110))
+    red_cyan = graph.node("SC3D_Anaglyph", (x, y + 280), size=(320, 110))
     graph.link(left[0], left[1], red_cyan, "left")
     graph.link(right[0], right[1], red_cyan, "right")
     save((sbs, "stereo"), "stereo3d/sbs", x + 380, y)
-    save((red_cyan, "anaglyph"), "stereo3d/anaglyph", x + 380, y + 220)
+    save((red_cyan, "anaglyph"), "stereo3d/anaglyph", x + 380, y + 280)
 
 
 def depthcrafter(graph, images, pos):

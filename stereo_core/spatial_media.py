@@ -1,0 +1,395 @@
+"""Stereo and VR180 metadata in MP4 files: Google's Spherical Video V2 boxes, written and read.
+
+Players and video sites see a file as 3D from boxes in the video track's sample entry
+(github.com/google/spatial-media, docs/spherical-video-v2-rfc.md):
+- `st3d` (FullBox): stereo_mode 0 mono, 1 top-bottom (left eye on top), 2 left-right (left eye
+  on the left), 3 custom, 4 right-left;
+- `sv3d` (Box) holding `svhd` (FullBox: the tool's name, NUL-terminated UTF-8) and `proj` (Box)
+  holding `prhd` (FullBox: yaw, pitch, roll as 16.16 fixed-point degrees) and one projection box,
+  here `equi` (FullBox: the share of a full 360x180 equirectangular picture cropped from the top,
+  bottom, left and right, as 0.32 fixed point; 180 degrees wide = a quarter off each side).
+Both come after the codec's own boxes and before the optional trailing ones (`pasp`, `clap`,
+`btrt`), `sv3d` after `st3d`.
+
+The writer works on a finished file: it reads the `moov` box (small), rebuilds the video sample
+entry with the new boxes, and copies everything else byte for byte in chunks (files of any
+length, constant memory). When `moov` comes before the media data (`faststart`), every chunk
+offset behind it moves by the size change, so `stco`/`co64` tables are rewritten (a 32-bit table
+that would overflow becomes a `co64`). The result goes to a temporary name in the destination's
+folder and is renamed over the destination at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import StereoInputError
+
+STEREO_MODES = {"mono": 0, "top-bottom": 1, "left-right": 2, "custom": 3, "right-left": 4}
+METADATA_SOURCE = "StereoCrafter 3D"
+
+# Boxes whose payload is nothing but boxes, on the way from moov to the sample table.
+_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
+# Optional boxes that close a VisualSampleEntry: the new boxes go before the first of them.
+_TRAILING = {b"pasp", b"clap", b"btrt", b"sinf"}
+# A VisualSampleEntry's fixed fields after its 8-byte header (ISO/IEC 14496-12, 12.1.3).
+_VISUAL_ENTRY_FIELDS = 78
+_COPY_CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class SpatialMetadata:
+    stereo_mode: str = "left-right"
+    """A key of STEREO_MODES."""
+    projection: str | None = None
+    """None for a flat video, "equirectangular" for 180/360-degree video."""
+    bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    """Equirectangular crop (top, bottom, left, right) as shares of the full sphere's picture."""
+    pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Yaw, pitch, roll in degrees."""
+    metadata_source: str = METADATA_SOURCE
+
+
+# Half of the 360-degree width cropped, a quarter on each side: a 180x180-degree picture.
+VR180 = SpatialMetadata("left-right", "equirectangular", bounds=(0.0, 0.0, 0.25, 0.25))
+
+_LAYOUT_MODES = {"sbs": "left-right", "half-sbs": "left-right", "tb": "top-bottom", "half-tb": "top-bottom"}
+
+
+def metadata_for_layout(layout: str, swap: bool = False) -> SpatialMetadata | None:
+    """The boxes a layout's file should carry; None where no standard value describes it
+    (a swapped top-bottom frame, or an anaglyph, which is a flat picture to players)."""
+    if layout == "vr180":
+        if swap:
+            return None
+        return VR180
+    mode = _LAYOUT_MODES.get(layout)
+    if mode is None:
+        return None
+    if swap:
+        return SpatialMetadata("right-left") if mode == "left-right" else None
+    return SpatialMetadata(mode)
+
+
+# File-name tags that headset players read (see docs/players.md for who reads what).
+_TAGS = {"sbs": "_LR", "half-sbs": "_HSBS", "tb": "_TB", "half-tb": "_HOU", "vr180": "_180_LR"}
+_SWAPPED_TAGS = {"sbs": "_RL", "half-sbs": "_RL", "tb": "_BT", "half-tb": "_BT"}
+
+
+def filename_tag(layout: str, swap: bool = False) -> str:
+    """The suffix (before the extension) that tells players a layout, e.g. "_LR" or "_180_LR"; "" if none."""
+    return (_SWAPPED_TAGS if swap else _TAGS).get(layout, "")
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def write_spatial_metadata(source: str | Path, metadata: SpatialMetadata,
+                           destination: str | Path | None = None) -> Path:
+    """Copy the MP4 `source` to `destination` (default: replace `source`) with `metadata` in its video track.
+
+    Existing st3d/sv3d boxes are replaced, so tagging twice gives the same file as tagging once.
+    """
+    _check_metadata(metadata)
+    source = Path(source)
+    destination = Path(destination) if destination is not None else source
+    top = _top_level_boxes(source)
+    moov = _the_moov(top, source)
+    with open(source, "rb") as handle:
+        handle.seek(moov.offset)
+        moov_bytes = handle.read(moov.size)
+    tree = _parse_container(moov_bytes)
+    entry_path = _video_sample_entry(tree, source)
+    _replace_spatial_boxes(entry_path[-1], metadata)
+    # Media behind moov moves by however much moov grows.
+    moved = [box for box in top if box.offset > moov.offset]
+    new_moov = _serialize_with_offsets(tree, moov.offset, moov.size, bool(moved))
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f".{destination.stem}.tagging{destination.suffix or '.mp4'}")
+    try:
+        with open(partial, "wb") as handle_out, open(source, "rb") as handle:
+            for box in top:
+                if box is moov:
+                    handle_out.write(new_moov)
+                    continue
+                handle.seek(box.offset)
+                _copy_bytes(handle, handle_out, box.size)
+            handle_out.flush()
+            os.fsync(handle_out.fileno())
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    return destination
+
+
+def _check_metadata(metadata: SpatialMetadata) -> None:
+    if metadata.stereo_mode not in STEREO_MODES:
+        raise StereoInputError(f"stereo mode must be one of {tuple(STEREO_MODES)}, got {metadata.stereo_mode!r}.")
+    if metadata.projection not in (None, "equirectangular"):
+        raise StereoInputError(f"projection must be None or 'equirectangular', got {metadata.projection!r}.")
+    top, bottom, left, right = metadata.bounds
+    if not all(0.0 <= value < 1.0 for value in metadata.bounds) or top + bottom >= 1 or left + right >= 1:
+        raise StereoInputError(f"equirectangular crop bounds must be shares in 0..1 leaving a picture, got "
+                               f"{metadata.bounds}.")
+
+
+def _spatial_boxes(metadata: SpatialMetadata) -> list[bytes]:
+    boxes = [_full_box(b"st3d", struct.pack(">B", STEREO_MODES[metadata.stereo_mode]))]
+    if metadata.projection == "equirectangular":
+        header = _full_box(b"svhd", metadata.metadata_source.encode("utf-8") + b"\0")
+        pose = _full_box(b"prhd", struct.pack(">iii", *(round(angle * 65536) for angle in metadata.pose)))
+        fixed = [min(round(share * 2**32), 2**32 - 1) for share in metadata.bounds]
+        equi = _full_box(b"equi", struct.pack(">IIII", *fixed))
+        boxes.append(_box(b"sv3d", header + _box(b"proj", pose + equi)))
+    return boxes
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    size = 8 + len(payload)
+    if size < 2**32:
+        return struct.pack(">I4s", size, kind) + payload
+    return struct.pack(">I4sQ", 1, kind, size + 8) + payload
+
+
+def _full_box(kind: bytes, payload: bytes, version: int = 0, flags: int = 0) -> bytes:
+    return _box(kind, struct.pack(">I", (version << 24) | flags) + payload)
+
+
+def _copy_bytes(source, target, count: int) -> None:
+    while count > 0:
+        block = source.read(min(_COPY_CHUNK, count))
+        if not block:
+            raise StereoInputError("The MP4 file ended before its last box did: it is truncated.")
+        target.write(block)
+        count -= len(block)
+
+
+# --- the box tree ----------------------------------------------------------------------------
+
+
+@dataclass
+class _TopBox:
+    kind: bytes
+    offset: int
+    size: int
+
+
+class _Node:
+    """A box in the moov tree: a container's children, or a leaf's raw payload."""
+
+    def __init__(self, kind: bytes, payload: bytes, children: list["_Node"] | None = None, prefix: bytes = b""):
+        self.kind = kind
+        self.payload = payload  # leaves only
+        self.children = children  # containers, stsd and sample entries
+        self.prefix = prefix  # bytes before the children (stsd's version/count, an entry's fixed fields)
+
+    def serialize(self) -> bytes:
+        if self.children is None:
+            return _box(self.kind, self.payload)
+        return _box(self.kind, self.prefix + b"".join(child.serialize() for child in self.children))
+
+
+def _top_level_boxes(path: Path) -> list[_TopBox]:
+    if not path.is_file():
+        raise StereoInputError(f"Video file '{path}' does not exist.")
+    boxes, end = [], path.stat().st_size
+    with open(path, "rb") as handle:
+        offset = 0
+        while offset < end:
+            handle.seek(offset)
+            header = handle.read(16)
+            if len(header) < 8:
+                raise StereoInputError(f"'{path}' is not a complete MP4 file (a box header is cut off at {offset}).")
+            size, kind = struct.unpack(">I4s", header[:8])
+            if size == 1:
+                if len(header) < 16:
+                    raise StereoInputError(f"'{path}' is not a complete MP4 file.")
+                size = struct.unpack(">Q", header[8:16])[0]
+            elif size == 0:
+                size = end - offset
+            if size < 8 or offset + size > end:
+                raise StereoInputError(
+                    f"'{path}' is not an MP4 file this tool can read (box '{kind.decode('latin-1')}' at byte {offset} "
+                    f"has size {size}, file size {end})."
+                )
+            boxes.append(_TopBox(kind, offset, size))
+            offset += size
+    return boxes
+
+
+def _the_moov(top: list[_TopBox], path: Path) -> _TopBox:
+    kinds = [box.kind for box in top]
+    if kinds.count(b"moov") != 1:
+        raise StereoInputError(f"'{path}' has {kinds.count(b'moov')} 'moov' boxes; an MP4 file has exactly one.")
+    if b"moof" in kinds:
+        raise StereoInputError(
+            f"'{path}' is a fragmented MP4 (moof boxes), whose data offsets this tool does not rewrite. Write a "
+            f"regular MP4 (without frag_keyframe/empty_moov movflags) and tag that."
+        )
+    return top[kinds.index(b"moov")]
+
+
+def _read_boxes(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(kind, payload) of the boxes that fill `data`."""
+    boxes, offset = [], 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack_from(">I4s", data, offset)
+        header = 8
+        if size == 1:
+            size, header = struct.unpack_from(">Q", data, offset + 8)[0], 16
+        elif size == 0:
+            size = len(data) - offset
+        if size < header or offset + size > len(data):
+            raise StereoInputError(f"The MP4 header is damaged (box '{kind.decode('latin-1')}' overruns its parent).")
+        boxes.append((kind, data[offset + header:offset + size]))
+        offset += size
+    return boxes
+
+
+def _parse_container(moov: bytes) -> _Node:
+    (kind, payload), = _read_boxes(moov)
+    return _parse_node(kind, payload)
+
+
+def _parse_node(kind: bytes, payload: bytes) -> _Node:
+    if kind in _CONTAINERS:
+        return _Node(kind, b"", [_parse_node(*child) for child in _read_boxes(payload)])
+    if kind == b"stsd":
+        # FullBox header and entry count, then the sample entries.
+        return _Node(kind, b"", [_Node(*child) for child in _read_boxes(payload[8:])], prefix=payload[:8])
+    return _Node(kind, payload)
+
+
+def _child(node: _Node, kind: bytes) -> _Node | None:
+    return next((child for child in node.children or () if child.kind == kind), None)
+
+
+def _video_sample_entry(moov: _Node, path: Path) -> list[_Node]:
+    """The path moov/.../stsd/<entry> of the first video track, with the entry opened into its child boxes."""
+    for trak in (child for child in moov.children if child.kind == b"trak"):
+        mdia = _child(trak, b"mdia")
+        hdlr = _child(mdia, b"hdlr") if mdia else None
+        # hdlr: version/flags (4), pre_defined (4), handler_type (4).
+        if hdlr is None or hdlr.payload[8:12] != b"vide":
+            continue
+        minf = _child(mdia, b"minf")
+        stbl = _child(minf, b"stbl") if minf else None
+        stsd = _child(stbl, b"stsd") if stbl else None
+        if stsd is None or not stsd.children:
+            break
+        entry = stsd.children[0]
+        if entry.children is None:
+            if len(entry.payload) < _VISUAL_ENTRY_FIELDS:
+                raise StereoInputError(f"'{path}' has a damaged video sample entry.")
+            children = [_Node(*child) for child in _read_boxes(entry.payload[_VISUAL_ENTRY_FIELDS:])]
+            stsd.children[0] = entry = _Node(entry.kind, b"", children, prefix=entry.payload[:_VISUAL_ENTRY_FIELDS])
+        return [moov, trak, mdia, minf, stbl, stsd, entry]
+    raise StereoInputError(f"'{path}' has no video track to carry stereo metadata.")
+
+
+def _replace_spatial_boxes(entry: _Node, metadata: SpatialMetadata) -> None:
+    kept = [child for child in entry.children if child.kind not in (b"st3d", b"sv3d")]
+    position = next((i for i, child in enumerate(kept) if child.kind in _TRAILING), len(kept))
+    new = [_Node(*_read_boxes(box)[0]) for box in _spatial_boxes(metadata)]
+    entry.children = kept[:position] + new + kept[position:]
+
+
+def _serialize_with_offsets(moov: _Node, moov_offset: int, old_size: int, data_follows: bool) -> bytes:
+    """moov's bytes, with chunk offsets behind it moved by its change in size (found by iterating,
+    since turning an overflowing stco into co64 changes the size again)."""
+    tables = _chunk_tables(moov)
+    originals = [(table, _read_offsets(table)) for table in tables]
+    delta = 0
+    for _ in range(4):
+        if data_follows:
+            for table, offsets in originals:
+                _write_offsets(table, [value + delta if value > moov_offset else value for value in offsets])
+        data = moov.serialize()
+        if len(data) - old_size == delta or not data_follows:
+            return data
+        delta = len(data) - old_size
+    raise StereoInputError("Could not lay out the MP4 header (chunk offsets did not settle).")
+
+
+def _chunk_tables(node: _Node) -> list[_Node]:
+    found = []
+    for child in node.children or ():
+        if child.kind in (b"stco", b"co64"):
+            found.append(child)
+        elif child.kind in _CONTAINERS:
+            found += _chunk_tables(child)
+    return found
+
+
+def _read_offsets(table: _Node) -> list[int]:
+    count = struct.unpack_from(">I", table.payload, 4)[0]
+    width = "I" if table.kind == b"stco" else "Q"
+    return list(struct.unpack_from(f">{count}{width}", table.payload, 8))
+
+
+def _write_offsets(table: _Node, offsets: list[int]) -> None:
+    if table.kind == b"stco" and offsets and max(offsets) >= 2**32:
+        table.kind = b"co64"
+    width = "I" if table.kind == b"stco" else "Q"
+    table.payload = table.payload[:8] + struct.pack(f">{len(offsets)}{width}", *offsets)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoSampleEntry:
+    codec: str
+    """The sample entry's type, e.g. 'avc1'."""
+    boxes: tuple[str, ...]
+    """The types of the boxes inside it, in order."""
+    metadata: SpatialMetadata | None
+    """What its st3d/sv3d say; None without st3d and sv3d."""
+
+
+def read_video_sample_entry(path: str | Path) -> VideoSampleEntry:
+    """Parse the first video track's sample entry of an MP4 file, and its stereo/spherical boxes."""
+    path = Path(path)
+    top = _top_level_boxes(path)
+    kinds = [box.kind for box in top]
+    if kinds.count(b"moov") != 1:
+        raise StereoInputError(f"'{path}' has {kinds.count(b'moov')} 'moov' boxes; an MP4 file has exactly one.")
+    moov = top[kinds.index(b"moov")]
+    with open(path, "rb") as handle:
+        handle.seek(moov.offset)
+        tree = _parse_container(handle.read(moov.size))
+    entry = _video_sample_entry(tree, path)[-1]
+    boxes = {child.kind: child.payload for child in entry.children}
+    return VideoSampleEntry(entry.kind.decode("latin-1"), tuple(child.kind.decode("latin-1") for child in entry.children),
+                            _parse_spatial(boxes.get(b"st3d"), boxes.get(b"sv3d")))
+
+
+def read_spatial_metadata(path: str | Path) -> SpatialMetadata | None:
+    """The stereo/spherical metadata of an MP4 file's video track (None when it has none)."""
+    return read_video_sample_entry(path).metadata
+
+
+def _parse_spatial(st3d: bytes | None, sv3d: bytes | None) -> SpatialMetadata | None:
+    if st3d is None and sv3d is None:
+        return None
+    mode = "mono"
+    if st3d is not None:
+        code = st3d[4]
+        names = {value: name for name, value in STEREO_MODES.items()}
+        mode = names.get(code, f"unknown ({code})")
+    if sv3d is None:
+        return SpatialMetadata(mode)
+    parts = dict(_read_boxes(sv3d))
+    source = parts.get(b"svhd", b"\0\0\0\0")[4:].split(b"\0")[0].decode("utf-8", "replace")
+    projection_parts = dict(_read_boxes(parts.get(b"proj", b"")))
+    pose = (0.0, 0.0, 0.0)
+    if b"prhd" in projection_parts:
+        pose = tuple(value / 65536 for value in struct.unpack_from(">iii", projection_parts[b"prhd"], 4))
+    if b"equi" not in projection_parts:
+        kinds = ", ".join(kind.decode("latin-1") for kind in projection_parts) or "none"
+        return SpatialMetadata(mode, f"other ({kinds})", pose=pose, metadata_source=source)
+    bounds = tuple(value / 2**32 for value in struct.unpack_from(">IIII", projection_parts[b"equi"], 4))
+    return SpatialMetadata(mode, "equirectangular", bounds=bounds, pose=pose, metadata_source=source)
