@@ -11,6 +11,7 @@ there is copied, not downloaded again) and its bookkeeping in each folder's
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .model_files import DEPTHCRAFTER, STEREOCRAFTER, SVD
 VARIANTS = {"fp16": ("fp16", None), "fp32": (None, "fp16")}
 ONLY = {"depth": (SVD, DEPTHCRAFTER), "inpaint": (SVD, STEREOCRAFTER)}
 ALL = (SVD, DEPTHCRAFTER, STEREOCRAFTER)
+log = logging.getLogger(__name__)
 AGAIN = "run the same command again"
 
 Progress = Callable[[int, int], None]  # progress(bytes done, bytes in all); raising from it stops the download
@@ -142,18 +144,21 @@ def plan_folder(kind: str, folder: Path, variant: str = "fp16", again: str = AGA
         return plan
     try:
         info = HfApi().model_info(plan.repo, files_metadata=True)
-        listing = {s.rfilename: (s.lfs.size if s.lfs is not None else s.size) or 0 for s in info.siblings or ()}
-        chosen, lacking = _choose_files(kind, listing, variant)
-        if lacking:
-            plan.problem = f"{plan.repo} on {_endpoint()} lacks {', '.join(lacking)}; it cannot be used as is."
-            return plan
-        plan.revision = info.sha
-        plan.files = [f for f in chosen if not _is_complete(plan.folder / f.path, f.size)]
-        if info.gated and plan.files:
-            # Asking for one file tells whether we may download; fail now, not after the other folders.
-            get_hf_file_metadata(hf_hub_url(plan.repo, plan.files[0].path, revision=plan.revision))
-    except Exception as error:  # every Hub or network failure becomes one sentence for the user
+    except Exception as error:  # every Hub or network failure (their types vary by version) becomes a sentence
         plan.problem = explain(error, kind, again)
+        return plan
+    listing = {s.rfilename: (s.lfs.size if s.lfs is not None else s.size) or 0 for s in info.siblings or ()}
+    chosen, lacking = _choose_files(kind, listing, variant)
+    if lacking:
+        plan.problem = f"{plan.repo} on {_endpoint()} lacks {', '.join(lacking)}; it cannot be used as is."
+        return plan
+    plan.revision = info.sha
+    plan.files = [f for f in chosen if not _is_complete(plan.folder / f.path, f.size)]
+    if info.gated and plan.files:
+        try:  # asking for one file tells whether we may download: fail now, not after the other folders
+            get_hf_file_metadata(hf_hub_url(plan.repo, plan.files[0].path, revision=plan.revision))
+        except Exception as error:
+            plan.problem = explain(error, kind, again)
     return plan
 
 
@@ -230,6 +235,7 @@ def fetch(plans: list[FolderPlan], progress: Progress | None = None, again: str 
             except _Stopped:
                 return
             except Exception as error:  # reported with the other folders' results
+                log.debug("Downloading %s failed", plan.repo, exc_info=True)
                 plan.problem = explain(error, plan.kind, again)
                 continue
             problem = model_files.folder_problem(plan.folder, plan.kind)

@@ -55,19 +55,33 @@ def hub(repos):
         yield stand_in
 
 
-@pytest.fixture
-def hub_settings(hub, tmp_path, monkeypatch):
-    """huggingface_hub set up in this process as HF_ENDPOINT=<stand-in>, HF_HOME=<empty> and no token would."""
+def point_hub_at(monkeypatch, url):
+    """What HF_ENDPOINT=url gives huggingface_hub when set before it is imported."""
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}")
+
+
+@pytest.fixture
+def hf_home(tmp_path, monkeypatch):
+    """huggingface_hub in this process as HF_HOME=<empty folder> with no token and the Hub unreachable would
+    set it up (tests point it at a stand-in)."""
+    from huggingface_hub import constants
+
+    point_hub_at(monkeypatch, "http://127.0.0.1:9")  # the discard port: nothing listens
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
     monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "hf" / "stored_tokens"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def hub_settings(hub, hf_home, monkeypatch):
+    """huggingface_hub in this process as HF_ENDPOINT=<stand-in>, HF_HOME=<empty folder> and no token would."""
+    point_hub_at(monkeypatch, hub.url)
     return hub
 
 
@@ -227,3 +241,27 @@ def test_loader_does_not_download_into_another_models_folder(hub_settings, pack,
         loader.load("stable-video-diffusion-img2vid-xt-1-1", "StereoCrafter", "fp32", "keep on GPU",
                     download_if_missing=True)
     assert hub_settings.requests == []
+
+
+@pytest.mark.parametrize("variant, listing, expected", [
+    ("fp16", ["config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"],
+     ["config.json", "diffusion_pytorch_model.fp16.safetensors"]),
+    ("fp32", ["config.json", "diffusion_pytorch_model.fp16.safetensors"],  # only fp16 there: taken anyway
+     ["config.json", "diffusion_pytorch_model.fp16.safetensors"]),
+    ("fp32", ["config.json", "diffusion_pytorch_model.safetensors.index.json",
+              "diffusion_pytorch_model-00001-of-00002.safetensors", "diffusion_pytorch_model-00002-of-00002.safetensors",
+              "diffusion_pytorch_model.fp16-00001-of-00001.safetensors"],
+     ["config.json", "diffusion_pytorch_model.safetensors.index.json",
+      "diffusion_pytorch_model-00001-of-00002.safetensors", "diffusion_pytorch_model-00002-of-00002.safetensors"]),
+])
+def test_weight_files_follow_the_variant_and_sharding(variant, listing, expected):
+    chosen, lacking = download._choose_files(DEPTHCRAFTER, dict.fromkeys(listing, 1), variant)
+    assert [f.path for f in chosen] == expected and lacking == []
+    # What was chosen is exactly what makes the folder usable (the checks and the downloads share NEEDED_FILES).
+    assert not download._choose_files(DEPTHCRAFTER, {"README.md": 1}, variant)[0]
+
+
+def test_an_unreachable_hub_is_one_sentence(hf_home, tmp_path, capsys):
+    assert download.main(["--models", str(tmp_path), "--only", "depth"]) == 1
+    err = capsys.readouterr().err
+    assert "Could not reach http://127.0.0.1:9 for tencent/DepthCrafter" in err and "Traceback" not in err
