@@ -265,3 +265,14 @@ def test_an_unreachable_hub_is_one_sentence(hf_home, tmp_path, capsys):
     assert download.main(["--models", str(tmp_path), "--only", "depth"]) == 1
     err = capsys.readouterr().err
     assert "Could not reach http://127.0.0.1:9 for tencent/DepthCrafter" in err and "Traceback" not in err
+
+
+def test_files_in_the_hugging_face_cache_are_copied_not_downloaded(hub_settings, tmp_path):
+    from huggingface_hub import hf_hub_download
+
+    hf_hub_download(DC_REPO, "diffusion_pytorch_model.safetensors")  # e.g. an earlier `hf download`, into the cache
+    hub_settings.requests.clear()
+    plans = [download.plan_folder(DEPTHCRAFTER, tmp_path / "DepthCrafter")]
+    download.fetch(plans)
+    assert plans[0].problem is None and usable(tmp_path / "DepthCrafter", DEPTHCRAFTER)
+    assert [path.rsplit("/", 1)[1] for path in hub_settings.downloads()] == ["config.json"]
