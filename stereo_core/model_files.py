@@ -183,7 +183,7 @@ def folder_problem(folder: str | Path, kind: str, first: str = "") -> StereoInpu
     if swapped:
         lines.append(
             f"It looks like the {TITLES[other]} download ({DOWNLOADS[other]}); choose it in the "
-            f"{TITLES[other]} input instead, and choose the {TITLES[kind]} folder here."
+            f"{TITLES[other]} input instead, and choose the {TITLES[kind]} folder ({DOWNLOADS[kind]}) here."
         )
     lines.append("Missing: " + ", ".join(missing) + ".")
     if not swapped:  # downloading into another model's folder would not help
