@@ -7,6 +7,7 @@ nodes import and run anywhere.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 from ..stereo_core import model_files
 from ..stereo_core.errors import StereoInputError
 from ..stereo_core.placement import MemoryHooks
+
+log = logging.getLogger(__name__)
 
 try:  # pragma: no cover - exercised inside a real ComfyUI
     import comfy.model_management as _mm
@@ -95,20 +98,63 @@ def list_model_dirs(expected: str) -> list[str]:
     return [expected] + [name for name in found if name != expected]
 
 
-def resolve_model_dir(name: str, kind: str) -> Path:
+# The loaders' switch that lets them fetch missing model folders (off: nothing is ever downloaded).
+DOWNLOAD_SWITCH = "download_if_missing"
+AGAIN_IN_UI = "run the workflow again"
+
+
+def download_root() -> Path:
+    """Where loaders download to: ComfyUI's first models/stereocrafter folder (outside ComfyUI, the first
+    $STEREOCRAFTER_MODELS folder)."""
+    if _folder_paths is not None:
+        paths = _folder_paths.get_folder_paths(MODEL_FOLDER_KEY)
+        if paths:
+            return Path(paths[0])
+    return model_files.env_model_roots()[0]
+
+
+def _find_model_dir(name: str) -> Path | None:
     """The folder called `name` in the model roots (or `name` itself when it is a path)."""
-    if os.path.isabs(name) and os.path.isdir(name):
-        return Path(name)
-    roots = model_roots()
-    for root in roots:
-        if (root / name).is_dir():
-            return root / name
-    where = ", ".join(str(root) for root in roots) or "(no model folders registered)"
-    target = roots[0] / name if roots else Path(name)
-    raise StereoInputError(
-        f"No model folder '{name}' found (looked in: {where}). Download {model_files.TITLES[kind]} there: "
-        f"huggingface-cli download {model_files.DOWNLOADS[kind]} --local-dir \"{target}\" (see the README)."
-    )
+    if os.path.isabs(name):
+        return Path(name) if os.path.isdir(name) else None
+    return next((root / name for root in model_roots() if (root / name).is_dir()), None)
+
+
+def model_dirs(wanted: list[tuple[str, str]], download: bool = False, variant: str = "fp16") -> list[Path]:
+    """The folders a loader names, as (folder name, model kind) pairs, each checked.
+
+    With `download`, folders that are missing or incomplete are first fetched from the Hugging Face
+    Hub into download_root() (only the files the loaders read), with ComfyUI's progress bar;
+    a gated repository without access stops before anything is downloaded.
+    """
+    from ..stereo_core import download as hub
+
+    folders, plans = [], []
+    for name, kind in wanted:
+        found = _find_model_dir(name)
+        folder = found or (Path(name) if os.path.isabs(name) else download_root() / name)
+        folders.append(folder)
+        switch = f"Turn on {DOWNLOAD_SWITCH} in this loader to download {'it there' if found is None else 'them'},"
+        problem = model_files.folder_problem(folder, kind, first="" if download else switch)
+        if problem is None:
+            continue
+        if found is not None and (not download or model_files.looks_like(folder) not in (None, kind)):
+            raise problem
+        if not download:
+            where = ", ".join(str(root) for root in model_roots()) or "(no model folders registered)"
+            raise StereoInputError(f"No model folder '{name}' found (looked in: {where}). "
+                                   + model_files.how_to_fetch(kind, folder, first=switch))
+        plan = hub.plan_folder(kind, folder, variant, again=AGAIN_IN_UI)
+        if plan.problem is not None:
+            raise StereoInputError(plan.problem)
+        plans.append(plan)
+    if plans:
+        log.info("StereoCrafter 3D: downloading into %s\n%s", download_root(), "\n".join(hub.describe(plans, variant)))
+        hub.fetch(plans, progress=Progress(sum(plan.size for plan in plans)), again=AGAIN_IN_UI)
+        problems = [plan.problem for plan in plans if plan.problem is not None]
+        if problems:
+            raise StereoInputError(" ".join(problems))
+    return folders
 
 
 def memory_hooks() -> MemoryHooks:

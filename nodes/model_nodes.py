@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..stereo_core import model_files
 from ..stereo_core.placement import DTYPE_CHOICES
 from ..stereo_core.video_diffusion import load_video_diffusion
-from .comfy_adapter import compute_device, list_model_dirs, memory_hooks, offload_device, resolve_model_dir
+from .comfy_adapter import DOWNLOAD_SWITCH, compute_device, list_model_dirs, memory_hooks, model_dirs, offload_device
 from .common import CATEGORY
 
 MODEL_TYPES = {model_files.DEPTHCRAFTER: "SC3D_DEPTHCRAFTER_MODEL", model_files.STEREOCRAFTER: "SC3D_STEREOCRAFTER_MODEL"}
@@ -45,6 +45,13 @@ class _VideoDiffusionLoader:
                 "tooltip": "Where idle parts live. offload: each part (CLIP, VAE, UNet) is on the GPU only while it "
                            "runs, so about 6 GB is enough in fp16. keep on GPU: fastest for repeated runs, holds "
                            "all parts (about 5 GB in fp16). sequential: layer by layer, for 4 GB cards, much slower."}),
+            DOWNLOAD_SWITCH: ("BOOLEAN", {
+                "default": False,
+                "tooltip": "On: a model folder that is missing or incomplete is downloaded from Hugging Face into "
+                           "models/stereocrafter when this node runs (only the files used; the console lists them "
+                           "with their sizes; progress on this node; after an interruption, files already fetched are kept). "
+                           "Stable Video Diffusion is gated: accept its licence on its Hugging Face page and give "
+                           "ComfyUI a token first (`hf auth login`, or HF_TOKEN). Off: nothing is downloaded."}),
         }}
 
     @classmethod
@@ -53,11 +60,13 @@ class _VideoDiffusionLoader:
         # what to download where, instead of a bare "value not in list".
         return True
 
-    def load(self, svd_folder, model_folder, dtype, placement):
+    def load(self, svd_folder, model_folder, dtype, placement, download_if_missing=False):
+        svd_dir, unet_dir = model_dirs([(svd_folder, model_files.SVD), (model_folder, self.KIND)],
+                                       download=download_if_missing, variant="fp32" if dtype == "fp32" else "fp16")
         model = load_video_diffusion(
             self.KIND,
-            resolve_model_dir(svd_folder, model_files.SVD),
-            resolve_model_dir(model_folder, self.KIND),
+            svd_dir,
+            unet_dir,
             dtype=dtype,
             policy=PLACEMENTS[placement],
             device=compute_device(),
@@ -70,8 +79,9 @@ class _VideoDiffusionLoader:
 class DepthCrafterModelLoader(_VideoDiffusionLoader):
     DESCRIPTION = (
         "Loads DepthCrafter (tencent/DepthCrafter) with the parts of Stable Video Diffusion img2vid-xt-1-1 it "
-        "needs, from models/stereocrafter or models/diffusers. Download both yourself (see the README); a missing "
-        "or incomplete folder is reported with the files it lacks and the command that fetches them."
+        "needs, from models/stereocrafter or models/diffusers. Turn on download_if_missing to fetch missing folders "
+        "on first use, or fetch them with the pack's download command (see the README); a missing or incomplete "
+        "folder is otherwise reported with the files it lacks and the commands that fetch them."
     )
     KIND = model_files.DEPTHCRAFTER
     RETURN_TYPES = (MODEL_TYPES[model_files.DEPTHCRAFTER],)
@@ -81,8 +91,8 @@ class DepthCrafterModelLoader(_VideoDiffusionLoader):
 class StereoCrafterModelLoader(_VideoDiffusionLoader):
     DESCRIPTION = (
         "Loads the StereoCrafter inpainting UNet (TencentARC/StereoCrafter, in unet_diffusers/) with the parts of "
-        "Stable Video Diffusion img2vid-xt-1-1 it needs, from models/stereocrafter or models/diffusers. Download "
-        "both yourself (see the README)."
+        "Stable Video Diffusion img2vid-xt-1-1 it needs, from models/stereocrafter or models/diffusers. Turn on "
+        "download_if_missing to fetch missing folders on first use, or see the README."
     )
     KIND = model_files.STEREOCRAFTER
     RETURN_TYPES = (MODEL_TYPES[model_files.STEREOCRAFTER],)

@@ -1,6 +1,12 @@
-"""python -m stereo_core input.mp4 -o output_sbs.mp4 (see stereo_core.cli)."""
+"""python -m stereo_core input.mp4 -o output_sbs.mp4 (see stereo_core.cli);
+python -m stereo_core download --models DIR fetches the models (see stereo_core.download)."""
 
 import sys
+
+if sys.argv[1:2] == ["download"]:
+    from .download import main as download
+
+    sys.exit(download(sys.argv[2:]))
 
 from .cli import main
 

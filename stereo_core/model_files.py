@@ -1,19 +1,23 @@
-"""The three weight folders users download, checked before anything is loaded.
+"""The three weight folders users download: which files each needs, checked before anything is loaded.
 
-Folders are in diffusers layout:
-- SVD img2vid-xt-1-1: vae/, image_encoder/, feature_extractor/, scheduler/ (its unet/ is never used)
+Folders are in diffusers layout (NEEDED_FILES lists exactly what the loaders read):
+- SVD img2vid-xt-1-1: vae/, image_encoder/, feature_extractor/, scheduler/ (its unet/ and its
+  single-file checkpoint are never used)
 - DepthCrafter: config.json + diffusion_pytorch_model.safetensors at the root (8-channel UNet)
 - StereoCrafter: the same two files under unet_diffusers/ (9-channel UNet)
 
-Weights may be the plain files or the `fp16` variants (`*.fp16.safetensors`);
-whichever is present is used. A wrong or incomplete folder gets a message that
-lists what is missing, where it looked, and which download it looks like instead.
+Weights may be the plain files or the `fp16` variants (`*.fp16.safetensors`), single or
+sharded; whichever is present is used. A wrong or incomplete folder gets a message that
+lists what is missing, where it looked, and which download it looks like instead. The
+same NEEDED_FILES drive the download command (stereo_core.download).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,18 +45,49 @@ def env_model_roots() -> list[Path]:
 
 # Folder names as the README's download commands create them.
 FOLDER_NAMES = {SVD: "stable-video-diffusion-img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
+# The download command's --only choice that fetches each folder (the SVD folder comes with both).
+ONLY_CHOICE = {DEPTHCRAFTER: "depth", STEREOCRAFTER: "inpaint"}
+
+
+@dataclass(frozen=True)
+class FolderFiles:
+    """What one download folder holds for the loaders, as paths inside the folder ('/'-separated)."""
+
+    configs: tuple[str, ...]
+    weights: tuple[str, ...]  # stems: <stem>.safetensors, <stem>.fp16.safetensors, or a sharded index of either
+    extras: tuple[str, ...] = ()  # fetched with the folder (small), not needed to load
+
+
+NEEDED_FILES = {
+    SVD: FolderFiles(
+        configs=("vae/config.json", "image_encoder/config.json", "feature_extractor/preprocessor_config.json",
+                 "scheduler/scheduler_config.json"),
+        weights=("vae/diffusion_pytorch_model", "image_encoder/model"),
+        extras=("model_index.json",),
+    ),
+    DEPTHCRAFTER: FolderFiles(configs=("config.json",), weights=("diffusion_pytorch_model",)),
+    STEREOCRAFTER: FolderFiles(configs=("unet_diffusers/config.json",),
+                               weights=("unet_diffusers/diffusion_pytorch_model",)),
+}
+# Which weight variant the Hub repositories hold (for the manual `hf download` command).
+HUB_VARIANT = {SVD: "fp16", DEPTHCRAFTER: None, STEREOCRAFTER: None}
 
 # Where each UNet lives inside its folder, and how many input channels it has.
-UNET_SUBFOLDER = {DEPTHCRAFTER: "", STEREOCRAFTER: "unet_diffusers"}
+UNET_SUBFOLDER = {kind: posixpath.dirname(NEEDED_FILES[kind].weights[0]) for kind in (DEPTHCRAFTER, STEREOCRAFTER)}
 UNET_IN_CHANNELS = {DEPTHCRAFTER: 8, STEREOCRAFTER: 9}
 
-# Parts of the SVD folder we use: (subfolder, config file, weight stem or None).
-SVD_PARTS = (
-    ("vae", "config.json", "diffusion_pytorch_model"),
-    ("image_encoder", "config.json", "model"),
-    ("feature_extractor", "preprocessor_config.json", None),
-    ("scheduler", "scheduler_config.json", None),
-)
+
+def weight_file_names(stem: str, variant: str | None) -> tuple[str, str]:
+    """The single file and the sharded index that hold `stem`'s weights in `variant` (None = plain)."""
+    if variant is None:
+        return f"{stem}.safetensors", f"{stem}.safetensors.index.json"
+    return f"{stem}.{variant}.safetensors", f"{stem}.safetensors.index.{variant}.json"
+
+
+def is_weight_shard(name: str, stem: str, variant: str | None) -> bool:
+    """Whether `name` is one shard of `stem`'s sharded weights (diffusers/transformers naming)."""
+    middle = re.escape(f".{variant}") if variant else ""
+    return re.fullmatch(re.escape(stem) + middle + r"-\d+-of-\d+\.safetensors", name) is not None
 
 
 @dataclass(frozen=True)
@@ -63,10 +98,8 @@ class WeightFile:
 
 def find_weights(folder: Path, stem: str, dtype: torch.dtype = torch.float32) -> WeightFile | None:
     """The weight file for `stem` in `folder`: plain or fp16 variant, preferring the one nearest `dtype`."""
-    plain = [folder / f"{stem}.safetensors", folder / f"{stem}.safetensors.index.json"]
-    half = [folder / f"{stem}.fp16.safetensors", folder / f"{stem}.safetensors.index.fp16.json"]
-    found_plain = next((p for p in plain if p.is_file()), None)
-    found_half = next((p for p in half if p.is_file()), None)
+    found_plain = next((folder / n for n in weight_file_names(stem, None) if (folder / n).is_file()), None)
+    found_half = next((folder / n for n in weight_file_names(stem, "fp16") if (folder / n).is_file()), None)
     # Reading the fp16 files for a half-precision run halves the disk read and gives the same weights.
     if found_half is not None and (dtype != torch.float32 or found_plain is None):
         return WeightFile(found_half, "fp16")
@@ -95,59 +128,83 @@ def looks_like(folder: Path) -> str | None:
     return None
 
 
-def _folder_problem(folder: Path, kind: str, missing: list[str]) -> StereoInputError:
+def download_command(root: Path, kind: str | None = None) -> str:
+    """Our command that fetches `kind`'s folder (with the SVD folder it needs) into `root`."""
+    only = f" --only {ONLY_CHOICE[kind]}" if kind in ONLY_CHOICE else ""
+    return f'python -m stereo_core download --models "{root}"{only}'
+
+
+def manual_command(kind: str, folder: Path) -> str:
+    """The `hf download` command that fetches exactly the files `kind`'s folder needs."""
+    spec = NEEDED_FILES[kind]
+    weights = [weight_file_names(stem, HUB_VARIANT[kind])[0] for stem in spec.weights]
+    files = " ".join([*spec.extras, *spec.configs, *weights])
+    return f'hf download {DOWNLOADS[kind]} {files} --local-dir "{folder}"'
+
+
+def how_to_fetch(kind: str, folder: Path, first: str = "") -> str:
+    """The sentence telling users how to get `kind` into `folder`: our command first, `hf download` by hand."""
+    lead = f"{first} or fetch" if first else "Fetch"
+    return (f"{lead} it from the pack's folder with: {download_command(folder.parent, kind)} "
+            f"(by hand: {manual_command(kind, folder)}).")
+
+
+def missing_files(folder: Path, kind: str) -> list[str]:
+    """The NEEDED_FILES of `kind` that `folder` lacks (plain or fp16 weights both count)."""
+    spec = NEEDED_FILES[kind]
+    missing = [config for config in spec.configs if not (folder / config).is_file()]
+    for stem in spec.weights:
+        if find_weights(folder, stem) is None:
+            missing.append(f"{stem}.safetensors (or {posixpath.basename(stem)}.fp16.safetensors)")
+    return missing
+
+
+def folder_problem(folder: str | Path, kind: str, first: str = "") -> StereoInputError | None:
+    """Why `folder` cannot be loaded as `kind` (None when it can); `first` names a way to fetch it
+    that comes before the command line (the loader's download switch)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        missing = ["the folder itself"]
+    else:
+        missing = missing_files(folder, kind)
+        unet = UNET_SUBFOLDER.get(kind)
+        if not missing and unet is not None:
+            config = folder / unet / "config.json"
+            channels = _read_json(config).get("in_channels")
+            if channels != UNET_IN_CHANNELS[kind]:
+                prefix = f"{unet}/" if unet else ""
+                missing = [f"a UNet with {UNET_IN_CHANNELS[kind]} input channels ({prefix}config.json says "
+                           f"{channels})"]
+    if not missing:
+        return None
     lines = [f"The {TITLES[kind]} folder '{folder}' is not usable."]
     other = looks_like(folder) if folder.is_dir() else None
-    if other is not None and other != kind:
+    swapped = other is not None and other != kind
+    if swapped:
         lines.append(
             f"It looks like the {TITLES[other]} download ({DOWNLOADS[other]}); choose it in the "
-            f"{TITLES[other]} input instead, and choose the {TITLES[kind]} folder here."
+            f"{TITLES[other]} input instead, and choose the {TITLES[kind]} folder ({DOWNLOADS[kind]}) here."
         )
-    if missing:
-        lines.append("Missing: " + ", ".join(missing) + ".")
-    lines.append(
-        f"Download {DOWNLOADS[kind]} into that folder as the README shows "
-        f"(huggingface-cli download {DOWNLOADS[kind]} --local-dir \"{folder}\")."
-    )
+    lines.append("Missing: " + ", ".join(missing) + ".")
+    if not swapped:  # downloading into another model's folder would not help
+        lines.append(how_to_fetch(kind, folder, first))
     return StereoInputError(" ".join(lines))
 
 
 def check_svd_folder(folder: str | Path) -> Path:
     """The SVD folder, with every part we load present (plain or fp16 weights)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise _folder_problem(folder, SVD, ["the folder itself"])
-    missing = []
-    for sub, config, stem in SVD_PARTS:
-        if not (folder / sub / config).is_file():
-            missing.append(f"{sub}/{config}")
-        if stem is not None and find_weights(folder / sub, stem) is None:
-            missing.append(f"{sub}/{stem}.safetensors (or {stem}.fp16.safetensors)")
-    if missing:
-        raise _folder_problem(folder, SVD, missing)
-    return folder
+    problem = folder_problem(folder, SVD)
+    if problem is not None:
+        raise problem
+    return Path(folder)
 
 
 def check_unet_folder(folder: str | Path, kind: str) -> Path:
     """The folder holding the `kind` UNet (config + plain or fp16 weights), with the right channel count."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise _folder_problem(folder, kind, ["the folder itself"])
-    unet_dir = folder / UNET_SUBFOLDER[kind]
-    prefix = f"{UNET_SUBFOLDER[kind]}/" if UNET_SUBFOLDER[kind] else ""
-    missing = []
-    if not (unet_dir / "config.json").is_file():
-        missing.append(prefix + "config.json")
-    if find_weights(unet_dir, "diffusion_pytorch_model") is None:
-        missing.append(prefix + "diffusion_pytorch_model.safetensors")
-    if missing:
-        raise _folder_problem(folder, kind, missing)
-    channels = _read_json(unet_dir / "config.json").get("in_channels")
-    if channels != UNET_IN_CHANNELS[kind]:
-        raise _folder_problem(folder, kind, [
-            f"a UNet with {UNET_IN_CHANNELS[kind]} input channels ({prefix}config.json says {channels})"
-        ])
-    return unet_dir
+    problem = folder_problem(folder, kind)
+    if problem is not None:
+        raise problem
+    return Path(folder) / UNET_SUBFOLDER[kind]
 
 
 def read_svd_config(folder: Path, sub: str, name: str) -> dict:

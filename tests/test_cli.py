@@ -136,8 +136,8 @@ def test_batches_of_inputs_go_to_an_output_folder(tmp_path):
     (["{clip}", "{clip}", "-o", "out.mp4"], "With 2 inputs, -o must be a folder"),
     (["{clip}", "--depth-video", "nope.mp4"], "Depth video 'nope.mp4' does not exist"),
     (["{clip}", "-o", "{clip}"], "would overwrite the input"),
-    (["{clip}", "--models", "{tmp}"], "huggingface-cli download stabilityai/stable-video-diffusion-img2vid-xt-1-1 "
-     '--local-dir "{tmp}/stable-video-diffusion-img2vid-xt-1-1"'),
+    (["{clip}", "--models", "{tmp}"], 'python -m stereo_core download --models "{tmp}" (by hand: hf download '
+     "stabilityai/stable-video-diffusion-img2vid-xt-1-1 model_index.json"),
     (["{clip}", "--models", "{tmp}", "--no-inpaint"], "Missing: the folder itself"),
     (["{clip}", "--depth-video", "{clip}", "--no-inpaint", "--max-disp", "500"], "more than the frame width"),
 ])

@@ -57,7 +57,12 @@ def test_missing_folder_names_where_it_looked_and_what_to_download(loader, model
         loader.load("no-such-folder", "DepthCrafter", "fp32", "keep on GPU")
     message = str(error.value)
     assert "No model folder 'no-such-folder' found" in message and str(models_dir) in message
-    assert "huggingface-cli download stabilityai/stable-video-diffusion-img2vid-xt-1-1" in message
+    # The loader's own switch first, then our command, then by hand with `hf download` (huggingface_hub's only
+    # command line since 1.0).
+    switch = message.index("Turn on download_if_missing in this loader")
+    command = message.index(f'python -m stereo_core download --models "{models_dir}"')
+    manual = message.index("(by hand: hf download stabilityai/stable-video-diffusion-img2vid-xt-1-1 model_index.json ")
+    assert switch < command < manual
 
 
 def test_incomplete_svd_folder_lists_the_missing_files(loader, models_dir):

@@ -250,8 +250,10 @@ def depth_warp_inpaint(graph, images):
     return inpaint(graph, images, (right, "right"), (right, "occlusion"), (1180, 140))
 
 
-MODELS_STEP = ("Download the models once (README, 'Models') into ComfyUI/models/stereocrafter/, then pick them in "
-               "the loaders")
+MODELS_STEP = ("Models, once: turn on download_if_missing in the loaders to fetch them into "
+               "ComfyUI/models/stereocrafter/ on the first run (Stable Video Diffusion is gated: accept its licence "
+               "on Hugging Face and run `hf auth login` first), or use the pack's download command (README, "
+               "'Models'). Needed")
 STRENGTH_STEP = "Forward Warp Stereo: max_disp sets the 3D strength (20 px = the reference), convergence the screen plane."
 INPAINT_STEP = ("StereoCrafter Inpaint Chunked fills the holes. Out of GPU memory? Raise tile_num, lower frames_chunk, "
                 "or choose 'sequential offload' in the loader.")
@@ -282,8 +284,7 @@ def depthcrafter_depth():
     graph = Graph()
     graph.note(
         "DepthCrafter video depth\n\n"
-        "1. Download the models once (README, 'Models'): stable-video-diffusion-img2vid-xt-1-1 and "
-        "DepthCrafter into ComfyUI/models/stereocrafter/, then pick them in the loader.\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1 and DepthCrafter.\n"
         "2. Load Video: your clip.\n"
         "3. DepthCrafter Depth: max_res 1024 is the reference; 512-768 is much faster. On small cards lower "
         "window (70) or choose 'sequential offload' in the loader.\n"
