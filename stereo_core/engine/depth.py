@@ -68,6 +68,11 @@ class DepthFrames:
     def read(self, start: int, stop: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def stats_index(self, frames: slice) -> slice:
+        """Where the run's frames `frames` are in `stats` (elsewhere when the run is a part of a longer scene
+        whose statistics, and so normalisation, are the scene's)."""
+        return frames
+
 
 def grey_depth(pictures: torch.Tensor, path) -> torch.Tensor:
     """Depth [n, H, W] (0..1) from 8-bit depth-video frames [n, H, W, 3], refusing colour pictures."""

@@ -159,6 +159,7 @@ class Plan:
     depth_info: VideoInfo | None
     start: int
     stop: int
+    origin: int | None = None  # the frame shown at the output's time 0, when this run is a part of it
 
     @property
     def frames(self) -> int:
@@ -166,7 +167,8 @@ class Plan:
 
     def time_of(self, frame: int) -> Fraction:
         """When frame `frame` (of the file) is shown in the output, seconds from the output's start."""
-        return self.info.times(frame, frame + 1)[0] - self.info.times(self.start, self.start + 1)[0]
+        origin = self.start if self.origin is None else self.origin
+        return self.info.times(frame, frame + 1)[0] - self.info.times(origin, origin + 1)[0]
 
 
 def plan_conversion(job: ConversionJob, settings: ConversionSettings, start: int = 0,
@@ -333,7 +335,7 @@ class Conversion:
         height, width = left.shape[1:3]
         depth_range = depth_frames.stats.depth_range
         values = resize_frames(depth.to(self.device), height, width)
-        values = normalized_depth(values, depth_range, frames, settings)
+        values = normalized_depth(values, depth_range, depth_frames.stats_index(frames), settings)
         disparity = disparity_from_depth(values, settings, width)
         bounds = disparity_bounds(depth_range, settings, width)
         right = torch.empty_like(left)
@@ -344,7 +346,8 @@ class Conversion:
     def depth_picture(self, depth: torch.Tensor, frames: slice, depth_frames: DepthFrames) -> torch.Tensor:
         """The depth output's frames: normalised over the clip (white = near), at the eye size."""
         values = resize_frames(depth, self.plan.info.height, self.plan.info.width)
-        return normalized_depth(values, depth_frames.stats.depth_range, frames, DisparitySettings())
+        return normalized_depth(values, depth_frames.stats.depth_range, depth_frames.stats_index(frames),
+                                DisparitySettings())
 
     # the right eye and the encoded pieces
 
