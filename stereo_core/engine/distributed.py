@@ -94,15 +94,16 @@ class RaySession:
         local = self.address is None
         ray = import_ray(local)
         if not ray.is_initialized():
-            package_root = str(Path(__file__).resolve().parents[2])
+            # The workers run this very stereo_core (shipped by Ray), whatever is installed on their machines.
+            runtime_env = {"py_modules": [str(Path(__file__).resolve().parents[1])]}
             if local:
-                env = {_LOCAL_ONLY: "0", "PYTHONPATH": os.pathsep.join(
-                    filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+                runtime_env["env_vars"] = {_LOCAL_ONLY: "0"}
                 ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                         object_store_memory=_OBJECT_STORE_BYTES, runtime_env={"env_vars": env})
+                         object_store_memory=_OBJECT_STORE_BYTES, runtime_env=runtime_env)
             else:
                 try:
-                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+                    ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING,
+                             runtime_env=runtime_env)
                 except (ConnectionError, ValueError, RuntimeError) as error:
                     raise StereoInputError(f"Cannot join the Ray cluster at '{self.address}' ({error}). Start it "
                                            f"first (ray start --head on one machine, ray start --address=... on "
