@@ -98,12 +98,12 @@ class StageClock:
 
 def print_stages(title, clock, total, frames):
     print(f"\n{title}")
-    print(f"  {'stage':38s} {'s total':>9s} {'ms/frame':>10s} {'share':>7s}")
+    print(f"  {'stage':44s} {'s total':>9s} {'ms/frame':>10s} {'share':>7s}")
     rows = sorted(clock.seconds.items(), key=lambda item: -item[1])
-    rows.append(("other (planning, model loading, Python)", total - sum(clock.seconds.values())))
+    rows.append(("other (planning, loading, compiling, Python)", total - sum(clock.seconds.values())))
     for stage, seconds in rows:
-        print(f"  {stage:38s} {seconds:9.2f} {1000 * seconds / frames:10.1f} {100 * seconds / total:6.1f}%")
-    print(f"  {'total':38s} {total:9.2f} {1000 * total / frames:10.1f}")
+        print(f"  {stage:44s} {seconds:9.2f} {1000 * seconds / frames:10.1f} {100 * seconds / total:6.1f}%")
+    print(f"  {'total':44s} {total:9.2f} {1000 * total / frames:10.1f}")
 
 
 def scene_clip(path, frames, width, height):

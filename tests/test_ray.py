@@ -38,21 +38,29 @@ def test_a_local_session_is_loopback_only_and_gives_the_one_process_result(tmp_p
     convert_scenes(job("local"), settings, scenes, models)
 
     session = RaySession()
+    runner = RayRunner(session, WorkerSpec(models=partial(cli.CommandLineModels, args),
+                                           device=partial(cli.pick_device, "cpu"), threads=1), workers=2)
     ray = session.open()
     try:
         nodes = ray.nodes()
         assert nodes[0]["NodeManagerAddress"] == LOOPBACK == "127.0.0.1"
         assert all(node["NodeManagerAddress"] == LOOPBACK for node in nodes)
         assert ray.get_runtime_context().gcs_address.startswith(f"{LOOPBACK}:")
-        spec = WorkerSpec(models=partial(cli.CommandLineModels, args), device=partial(cli.pick_device, "cpu"),
-                          threads=1)
-        runner = RayRunner(session, spec, workers=2)
         convert_scenes(job("ray", keep_work=True), settings, scenes, models, reporter=Reporter(), runner=runner)
         claims = [json.loads(path.read_text()) for path in (tmp_path / "ray").glob("**/worker.json")]
         assert len(claims) == 6, "the last task in each of 2 scene and 4 part folders: alignment, stereo frames"
-        assert os.getpid() not in {claim["pid"] for claim in claims}, "the tasks ran in Ray's workers"
+        workers = {ray.get(actor.ready.remote())["pid"] for actor in runner._idle}
+        assert len(workers) == 2 and {claim["pid"] for claim in claims} <= workers
+        assert os.getpid() not in workers, "the tasks ran in Ray's workers"
+        # The next video of a batch goes to the same workers, their models already loaded.
+        following = ConversionJob(source=source, outputs={"stereo": tmp_path / "next.mp4"},
+                                  work_dir=tmp_path / "next", max_frames=16, keep_work=True)
+        convert_scenes(following, settings, SceneSettings(), models, reporter=Reporter(), runner=runner)
+        (claim,) = [json.loads(path.read_text()) for path in (tmp_path / "next").glob("**/worker.json")]
+        assert claim["pid"] in workers
+        assert {ray.get(actor.ready.remote())["pid"] for actor in runner._idle} == workers
     finally:
-        session.close()
+        runner.close()
     assert not ray.is_initialized()
     ours, expected = decoded(tmp_path / "ray.mp4"), decoded(tmp_path / "local.mp4")
     assert len(ours) == len(expected) == 32

@@ -261,8 +261,8 @@ def pictures(monkeypatch):
 
     def record(self, frames, times):
         kind = self.path.name.split("-")[0]
-        for frame, time in zip(frames, times):
-            seen.setdefault(kind, {})[time] = frame.clone()
+        for frame, shown in zip(frames, times):
+            seen.setdefault(kind, {})[shown] = frame.clone()
         return original(self, frames, times)
 
     monkeypatch.setattr(SegmentWriter, "write", record)

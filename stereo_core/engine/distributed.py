@@ -129,40 +129,42 @@ class RaySession:
 
 
 class RayRunner:
-    """Runs a SceneWork's tasks on Ray workers (see the module's description)."""
+    """Runs a SceneWork's tasks on Ray workers (see the module's description). The workers, with their
+    loaded models, stay for the next video of a batch until close()."""
 
     def __init__(self, session: RaySession, spec: WorkerSpec, workers: int | None = None, retries: int = 3):
         self.session, self.spec, self.workers, self.retries = session, spec, workers, retries
+        self._worker_class = None
+        self._starting: dict = {}  # ready() reference -> (actor, when it was asked for)
+        self._idle: list = []
 
-    def _worker_class(self, ray):
+    def _pool(self, ray) -> tuple[int, int]:
+        """How many workers to have, and the cluster's GPUs (0: CPU workers)."""
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
-        options = {"num_gpus": 1} if gpus else {"num_cpus": self.spec.threads}
-        count = self.workers or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // self.spec.threads))
-        return ray.remote(SceneWorker).options(max_restarts=0, max_task_retries=0, **options), count, gpus
+        if self._worker_class is None:
+            options = {"num_gpus": 1} if gpus else {"num_cpus": self.spec.threads}
+            self._worker_class = ray.remote(SceneWorker).options(max_restarts=0, max_task_retries=0, **options)
+        return self.workers or (gpus if gpus else max(1, int(resources.get("CPU", 1)) // self.spec.threads)), gpus
+
+    def _start_worker(self) -> None:
+        actor = self._worker_class.remote(self.spec)
+        self._starting[actor.ready.remote()] = (actor, time.monotonic())
 
     def run(self, work: SceneWork, reporter: Reporter) -> dict[Task, TaskResult]:
         ray = self.session.open()
         tasks = work.tasks()
-        worker_class, count, gpus = self._worker_class(ray)
+        count, gpus = self._pool(ray)
         count = min(count, len(tasks))
+        while len(self._starting) + len(self._idle) < count:
+            self._start_worker()
         reporter.notice(f"Ray: {count} worker{'s' if count != 1 else ''} "
                         f"({'one GPU each' if gpus else f'{self.spec.threads} CPU thread(s) each'}) on "
                         f"{len(ray.nodes())} machine(s), node {self.session.node_address()}")
-        spec, shared = self.spec, ray.put(work)
-
-        starting: dict = {}  # ready() reference -> actor
-        idle: list = []
+        shared, lost = ray.put(work), _lost_worker_errors(ray)
+        starting, idle = self._starting, self._idle
         busy: dict = {}  # run() reference -> (actor, task)
         failures: dict[Task, int] = {}
-        lost = _lost_worker_errors(ray)
-
-        def start_worker():
-            actor = worker_class.remote(spec)
-            starting[actor.ready.remote()] = (actor, time.monotonic())
-
-        for _ in range(count):
-            start_worker()
         results: dict[Task, TaskResult] = {}
         queued = list(tasks)
         frames = 0
@@ -178,8 +180,7 @@ class RayRunner:
                         queued.remove(task)
                     if not busy and not idle and not starting:
                         raise StereoInputError("Every Ray worker has died and none could be started again.")
-                    waiting = list(busy) + list(starting)
-                    done, _ = ray.wait(waiting, num_returns=1, timeout=10.0)
+                    done, _ = ray.wait(list(busy) + list(starting), num_returns=1, timeout=10.0)
                     for reference in done:
                         if reference in starting:
                             actor, _ = starting.pop(reference)
@@ -195,6 +196,7 @@ class RayRunner:
                         try:
                             result = ray.get(reference)
                         except ray.exceptions.RayTaskError as error:
+                            idle.append(actor)
                             if isinstance(error.cause, StereoInputError):  # bad input: its message, not a trace
                                 raise StereoInputError(f"{task.describe(work.scenes)}: {error.cause}") from error
                             raise
@@ -208,7 +210,7 @@ class RayRunner:
                                         "from its last finished chunk.", task.describe(work.scenes),
                                         _first_line(error))
                             queued.insert(0, task)
-                            start_worker()
+                            self._start_worker()
                             continue
                         results[task] = result
                         idle.append(actor)
@@ -222,13 +224,15 @@ class RayRunner:
                         raise StereoInputError(f"No Ray worker could be started in {START_TIMEOUT_S:.0f} s: the "
                                                f"cluster has no free {'GPU' if gpus else 'CPU'} for one.")
         finally:
-            for actor, _ in list(starting.values()) + list(busy.values()):
-                ray.kill(actor)
-            for actor in idle:
+            for actor, _ in busy.values():  # still on this video's tasks (it failed or was stopped)
                 ray.kill(actor)
         return results
 
     def close(self) -> None:
+        if self.session.ray is not None:
+            for actor in self._idle + [actor for actor, _ in self._starting.values()]:
+                self.session.ray.kill(actor)
+        self._idle, self._starting = [], {}
         self.session.close()
 
 
