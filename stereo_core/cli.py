@@ -25,7 +25,7 @@ from .color import MODES as COLOR_MODES
 from .depthcrafter import DepthCrafterSettings
 from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
 from .engine import ConversionJob, ConversionSettings, Models, OutputSettings, Reporter, convert, plan_conversion
-from .engine.scenes import SceneSettings, convert_scenes
+from .engine.scenes import SceneSettings, convert_scenes, require_scenedetect
 from .errors import StereoInputError
 from .inpainting import InpaintSettings
 from .layouts import LAYOUTS
@@ -165,6 +165,7 @@ def check_arguments(args) -> None:
     scenes = scene_settings_of(args)
     if scenes is not None:
         scenes.check()
+        require_scenedetect()
 
 
 def scene_settings_of(args) -> SceneSettings | None:

@@ -397,3 +397,17 @@ def test_bad_scene_options_are_one_clear_line(extra, message, three_scenes, tmp_
                      "--depth-video", str(three_scenes), "--quiet", *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("module, extra, message", [
+    ("scenedetect", ["--split-scenes"], "--split-scenes needs PySceneDetect: pip install scenedetect"),
+    ("ray", ["--ray"], "--ray needs Ray: pip install 'stereocrafter-3d[ray]'"),
+])
+def test_a_missing_extra_is_named_before_any_work(module, extra, message, three_scenes, tmp_path, capsys,
+                                                  monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it fails
+    monkeypatch.setattr(cli, "plan_conversion", lambda *args: pytest.fail("work started"))
+    code = cli.main([str(three_scenes), "-o", str(tmp_path / "o.mp4"), "--no-inpaint", "--depth-video",
+                     str(three_scenes), "--quiet", *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err

@@ -215,7 +215,9 @@ class RayRunner:
                         results[task] = result
                         idle.append(actor)
                         for message in result.notices:
-                            log.info("%s", message)
+                            reporter.notice(message)
+                        if result.reused and work.frames_of(task):
+                            reporter.notice(f"{task.describe(work.scenes)}: finished by an earlier run")
                         frames += work.frames_of(task)
                         bar(frames, work.plan.frames)
                     stuck = [reference for reference, (_, since) in starting.items()

@@ -72,7 +72,7 @@ class SceneSettings:
 # --- finding the cuts --------------------------------------------------------------------------------
 
 
-def _scenedetect():
+def require_scenedetect():
     try:
         import scenedetect
     except ImportError as error:
@@ -86,7 +86,7 @@ def detect_cuts(info: VideoInfo, stop: int, settings: SceneSettings,
     detector over the decoded frames (numbered as FrameReader numbers them), shrunk to DETECT_WIDTH."""
     import av
 
-    scenedetect = _scenedetect()
+    scenedetect = require_scenedetect()
     detector = scenedetect.ContentDetector(threshold=settings.threshold, min_scene_len=settings.min_scene_frames)
     stored_width, stored_height = (info.height, info.width) if info.rotation in (90, 270) else (info.width,
                                                                                                  info.height)
