@@ -12,7 +12,6 @@ when complete, so an interruption never leaves a truncated file under a final na
 from __future__ import annotations
 
 import heapq
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import StereoInputError
+from .files import atomic_output, partial_path, publish
 from .frames import DEFAULT_BATCH_FRAMES, check_clip, frame_batches
 
 # Output containers by file extension (PyAV format names).
@@ -257,32 +257,6 @@ def _even(pictures: torch.Tensor) -> torch.Tensor:
     return F.pad(pictures.permute(0, 3, 1, 2), (0, pad_w, 0, pad_h), mode="replicate").permute(0, 2, 3, 1)
 
 
-def partial_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is renamed into place."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
-def sync_file(path: Path) -> None:
-    """Flush a written file to disk, so a power cut after its rename cannot leave it empty."""
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def publish(partial: Path, path: Path) -> None:
-    """Atomically move a complete file into place, durably: the data before the rename, the rename itself
-    after (a power cut leaves the old state or the new, never an empty file under the final name)."""
-    sync_file(partial)
-    os.replace(partial, path)
-    try:
-        folder = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 class SegmentWriter:
     """Encodes consecutive frames into one H.264 piece (its own closed GOPs, timestamps from 0).
 
@@ -391,20 +365,21 @@ def _time(packet) -> Fraction:
 
 def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | None = None,
                   audio_range: tuple[Fraction, Fraction] | None = None,
-                  finish: Callable[[Path], None] | None = None) -> Path:
+                  finish: Callable[[Path], None] | None = None, stream_metadata: dict | None = None) -> Path:
     """Copy H.264 pieces (no re-encoding) into one file at `path`, with the audio of `audio_from` over
-    `audio_range` (seconds of its video), interleaved by time. `finish(partial)` may rewrite the complete
-    file before it is renamed into place (e.g. to add stereo metadata)."""
+    `audio_range` (seconds of its video), interleaved by time. `stream_metadata` goes into the video stream's
+    tags; `finish(partial)` may rewrite the complete file before it is renamed into place (e.g. to add
+    stereo metadata)."""
     av = _av()
     path = Path(path)
     fmt = container_format(path)
     if not segments:
         raise ValueError("no segments to join")
-    partial = partial_path(path)
-    try:
+    with atomic_output(path) as partial:
         with av.open(str(partial), mode="w", format=fmt) as output:
             with av.open(str(segments[0].path)) as first:
                 video = output.add_stream_from_template(first.streams.video[0])
+            video.metadata.update(stream_metadata or {})
             audio, audio_packets = (None, ()) if audio_from is None else \
                 _audio_packets(av, output, Path(audio_from), fmt, *audio_range)
 
@@ -425,9 +400,6 @@ def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | No
                 output.mux(packet)
         if finish is not None:
             finish(partial)
-        publish(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from ..convergence import subject_depth
 from ..depthcrafter import DepthCrafterSettings, DepthSampler, merge_window, normalize_depth
 from ..disparity import DepthRange
 from ..errors import StereoInputError
@@ -34,29 +35,49 @@ PIECE_FRAMES = 64
 _COLOUR_SPREAD = 0.04
 
 
+# Share of a frame's pixels taken as its nearest / farthest (a few stray pixels do not decide a frame).
+OUTLIER_SHARE = 0.005
+_QUANTILE_SAMPLES = 1 << 18
+
+
 @dataclass
 class DepthStats:
-    """Per-frame statistics of the depth the warp sees: minimum, maximum and median."""
+    """Per-frame statistics of the depth the warp sees: extremes, median, the main subject's depth
+    (centre-weighted median, for auto-convergence) and the near/far quantiles (for the comfort report)."""
 
     low: torch.Tensor
     high: torch.Tensor
     median: torch.Tensor
+    subject: torch.Tensor
+    q_low: torch.Tensor
+    q_high: torch.Tensor
+
+    FIELDS = ("low", "high", "median", "subject", "q_low", "q_high")
 
     @property
     def depth_range(self) -> DepthRange:
         return DepthRange(self.low, self.high)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"low": self.low, "high": self.high, "median": self.median}
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def map(self, function) -> "DepthStats":
+        """The statistics of the depth after an increasing map (all of them commute with one)."""
+        return DepthStats(*(function(getattr(self, name).clone()) for name in self.FIELDS))
 
     @classmethod
     def of_frames(cls, depth: torch.Tensor) -> "DepthStats":
         flat = depth.flatten(1)
-        return cls(flat.amin(dim=1), flat.amax(dim=1), flat.median(dim=1).values)
+        step = max(1, flat.shape[1] // _QUANTILE_SAMPLES)
+        shares = torch.tensor([OUTLIER_SHARE, 1 - OUTLIER_SHARE])
+        # One frame at a time: torch.quantile refuses inputs of more than 16M values.
+        quantiles = torch.stack([torch.quantile(frame[::step].float(), shares) for frame in flat])
+        return cls(flat.amin(dim=1), flat.amax(dim=1), flat.median(dim=1).values, subject_depth(depth),
+                   quantiles[:, 0], quantiles[:, 1])
 
     @classmethod
     def join(cls, parts: list["DepthStats"]) -> "DepthStats":
-        return cls(*(torch.cat([getattr(part, name) for part in parts]) for name in ("low", "high", "median")))
+        return cls(*(torch.cat([getattr(part, name) for part in parts]) for name in cls.FIELDS))
 
 
 class DepthFrames:
@@ -243,10 +264,8 @@ class DepthCrafterFrames(DepthFrames):
                 bar(piece.stop, self.frames)
         raw = DepthStats.join(parts)
         low, high = float(raw.low.min()), float(raw.high.max())
-        # Normalising is monotonic, so the normalised frames' statistics are the raw ones normalised.
-        normalised = DepthStats(*(normalize_depth(values.clone(), low, high) for values in
-                                  (raw.low, raw.high, raw.median)))
-        return normalised, (low, high)
+        # Normalising is increasing, so the normalised frames' statistics are the raw ones normalised.
+        return raw.map(lambda values: normalize_depth(values, low, high)), (low, high)
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Normalised depth (1 = nearest) of frames [start, stop), decoded again from the kept latents."""
