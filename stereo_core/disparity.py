@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import torch
 
 from .errors import StereoInputError
-from .frames import DEFAULT_BATCH_FRAMES, check_finite, depth_channel, frame_batches
+from .frames import (
+    DEFAULT_BATCH_FRAMES,
+    UNIT_RANGE_HIGHEST,
+    UNIT_RANGE_LOWEST,
+    check_finite,
+    depth_channel,
+    frame_batches,
+    is_grey,
+)
 
 UNITS = ("pixels", "percent")
 NORMALIZATIONS = ("clip", "frame", "none")
@@ -44,11 +52,15 @@ class DisparitySettings:
             )
         if not math.isfinite(self.convergence) or not 0.0 <= self.convergence <= 1.0:
             raise StereoInputError(f"convergence must be between 0 and 1 (a depth value), got {self.convergence}.")
-        pixels = self.pixels(width)
-        if pixels > width:
+        # Near points move left by up to 2 (1 - convergence) max_disp, far ones right by up to
+        # 2 convergence max_disp: the two borders' holes together can be 2 max_disp wide.
+        spread = 2.0 * self.pixels(width)
+        if spread >= width:
             raise StereoInputError(
-                f"max_disp of {self.max_disp} {self.unit} is {pixels:.0f} px, more than the frame width ({width} px): "
-                f"every pixel would leave the frame. Typical values are 10-40 px or 1-4 percent."
+                f"max_disp of {self.max_disp:g} {self.unit} is {spread / 2:.0f} px: the nearest and farthest points "
+                f"would move {spread:.0f} px relative to each other, as much as or more than the frame width "
+                f"({width} px), so the holes could cover the whole frame. Typical values are 10-40 px or 1-4 percent; "
+                f"keep it below {width / 2:.0f} px (50 percent)."
             )
 
     def pixels(self, width: int) -> float:
@@ -64,36 +76,71 @@ class DepthRange:
 
     @classmethod
     def of(cls, depth: torch.Tensor, name: str = "depth", batch: int = DEFAULT_BATCH_FRAMES) -> "DepthRange":
-        lows, highs = [], []
-        for frames in frame_batches(depth.shape[0], batch):
-            values = depth_channel(depth[frames]).flatten(1)
-            check_finite(values, name, frames.start)
-            lows.append(values.amin(dim=1))
-            highs.append(values.amax(dim=1))
-        return cls(torch.cat(lows), torch.cat(highs))
+        """Also refuses NaN and infinity, which the min and max carry through at no extra cost."""
+        count = depth.shape[0]
+        lows = torch.empty(count, dtype=torch.float32, device=depth.device)
+        highs = torch.empty_like(lows)
+        scratch = torch.empty((min(batch, count), *depth.shape[1:3]), dtype=torch.float32, device=depth.device)
+        for frames in frame_batches(count, batch):
+            part = depth[frames]
+            # A grey frame's extremes over all its channels are those of its one channel, and
+            # reducing the frame as it is stored avoids a copy of a strided channel view.
+            values = part if part.ndim == 3 or is_grey(part) else depth_channel(part, out=scratch[: part.shape[0]])
+            for index, frame in enumerate(values, start=frames.start):
+                lows[index], highs[index] = torch.aminmax(frame)
+            if not bool(torch.isfinite(lows[frames]).all() & torch.isfinite(highs[frames]).all()):
+                check_finite(values, name, frames.start)
+        return cls(lows, highs)
+
+    def check_unit_range(self, settings: "DisparitySettings", name: str = "depth") -> None:
+        """normalize 'none' uses depth as it is, so it must already hold 0..1."""
+        if settings.normalize != "none":
+            return
+        low, high = float(self.low.min()), float(self.high.max())
+        if low < UNIT_RANGE_LOWEST or high > UNIT_RANGE_HIGHEST:
+            raise StereoInputError(
+                f"'{name}' holds values from {low:.4g} to {high:.4g}, but normalize 'none' expects depth already in "
+                f"0..1. Choose normalize 'clip' (or 'frame'), which accepts depth on any scale."
+            )
 
 
-def normalized_depth(depth: torch.Tensor, depth_range: DepthRange, frames: slice, settings: DisparitySettings) -> torch.Tensor:
-    """Normalise depth [t, H, W], the frames `frames` of its clip, to 0..1 with 1 = near."""
+def normalized_depth(
+    depth: torch.Tensor, depth_range: DepthRange, frames: slice, settings: DisparitySettings,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Normalise depth [t, H, W], the frames `frames` of its clip, to 0..1 with 1 = near.
+
+    out: a float32 [t, H, W] tensor to write into (may be `depth` itself), so a caller
+    working through a clip in batches reuses one buffer.
+    """
     if settings.normalize == "none":
-        result = depth
+        if out is None:
+            return 1.0 - depth if settings.invert else depth
+        result = depth if out is depth else out.copy_(depth)
     else:
         if settings.normalize == "clip":
             low, high = depth_range.low.min(), depth_range.high.max()
         else:
-            low = depth_range.low[frames].view(-1, 1, 1).to(depth.device)
-            high = depth_range.high[frames].view(-1, 1, 1).to(depth.device)
+            low, high = depth_range.low[frames].view(-1, 1, 1), depth_range.high[frames].view(-1, 1, 1)
+        low, high = low.to(depth.device), high.to(depth.device)
         span = high - low
         # A flat depth map has no relief: place it on the screen plane.
         flat = span <= 1e-12
-        result = torch.where(flat, torch.full_like(depth, settings.convergence),
-                             (depth - low) / torch.where(flat, torch.ones_like(span), span))
-    return 1.0 - result if settings.invert else result
+        result = torch.sub(depth, low, out=out).div_(torch.where(flat, torch.ones_like(span), span))
+        if bool(flat.any()):
+            result.masked_fill_(flat, settings.convergence)
+    # In place: -x + 1 rounds exactly as 1 - x.
+    return result.neg_().add_(1.0) if settings.invert else result
 
 
-def disparity_from_depth(normalized: torch.Tensor, settings: DisparitySettings, width: int) -> torch.Tensor:
-    """Pixels of parallax for a normalised depth (positive = near, moves left in the right eye)."""
-    return (normalized - settings.convergence) * (2.0 * settings.pixels(width))
+def disparity_from_depth(
+    normalized: torch.Tensor, settings: DisparitySettings, width: int, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Pixels of parallax for a normalised depth (positive = near, moves left in the right eye).
+
+    out: a tensor to write into (may be `normalized` itself).
+    """
+    return torch.sub(normalized, settings.convergence, out=out).mul_(2.0 * settings.pixels(width))
 
 
 def disparity_bounds(depth_range: DepthRange, settings: DisparitySettings, width: int) -> tuple[float, float]:

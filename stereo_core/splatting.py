@@ -27,22 +27,34 @@ Progress = Optional[Callable[[int, int], None]]
 
 
 def _check_depth(depth: torch.Tensor, frames: int) -> torch.Tensor:
-    depth = check_clip(depth, "depth", channels=(1, 3))
+    # Values are checked while measuring the depth's range (DepthRange.of), in the same pass.
+    depth = check_clip(depth, "depth", channels=(1, 3), values=False)
     check_frame_counts(frames, depth.shape[0], "image", "depth")
     return depth
 
 
 def _disparity_batches(depth, frames, height, width, settings, batch, device):
-    """Yield (frame slice, disparity [t, H, W] on device), plus the clip's disparity bounds first."""
+    """Yield the clip's disparity bounds, then (frame slice, disparity [t, H, W] on device).
+
+    Each disparity is written into one buffer reused for every batch (fresh buffers
+    cost page faults): use it before asking for the next.
+    """
     depth_range = DepthRange.of(depth, batch=batch)
+    depth_range.check_unit_range(settings)
     yield disparity_bounds(depth_range, settings, width)
+    single = depth.shape[0] == 1
+    buffer = torch.empty((1 if single else min(batch, frames), height, width), dtype=torch.float32, device=device)
+    disparity = None
     for frame_slice in frame_batches(frames, batch):
-        depth_slice = slice(0, 1) if depth.shape[0] == 1 else frame_slice
-        values = depth_channel(depth[depth_slice].to(device))
-        values = resize_frames(values, height, width)
-        values = normalized_depth(values, depth_range, depth_slice, settings)
-        disparity = disparity_from_depth(values, settings, width)
         count = frame_slice.stop - frame_slice.start
+        if disparity is None or not single:
+            depth_slice = slice(0, 1) if single else frame_slice
+            part = depth[depth_slice].to(device)
+            same_size = part.shape[1:3] == (height, width)
+            values = depth_channel(part, out=buffer[: part.shape[0]] if same_size else None)
+            values = resize_frames(values, height, width)
+            values = normalized_depth(values, depth_range, depth_slice, settings, out=buffer[: part.shape[0]])
+            disparity = disparity_from_depth(values, settings, width, out=values)
         yield frame_slice, disparity.expand(count, height, width)
 
 
@@ -90,7 +102,7 @@ def occlusion_from_depth(
 
     size: (height, width) of the frames the mask is for; default the depth's own.
     """
-    depth = check_clip(depth, "depth", channels=(1, 3))
+    depth = check_clip(depth, "depth", channels=(1, 3), values=False)
     frames = depth.shape[0]
     height, width = size if size is not None else depth.shape[1:3]
     settings.validate(width)
