@@ -23,6 +23,7 @@ from .frames import (
     frame_batches,
     is_grey,
 )
+from .warp import compiled_cpu_depth
 
 UNITS = ("pixels", "percent")
 NORMALIZATIONS = ("clip", "frame", "none")
@@ -73,6 +74,9 @@ class DepthRange:
 
     low: torch.Tensor
     high: torch.Tensor
+    grey: torch.Tensor | None = None
+    """Per frame, True where every pixel of the measured clip is known to be grey (None: not
+    known). Lets depth_disparity read those frames of that same clip from one channel."""
 
     @classmethod
     def of(cls, depth: torch.Tensor, name: str = "depth", batch: int = DEFAULT_BATCH_FRAMES) -> "DepthRange":
@@ -80,17 +84,22 @@ class DepthRange:
         count = depth.shape[0]
         lows = torch.empty(count, dtype=torch.float32, device=depth.device)
         highs = torch.empty_like(lows)
-        scratch = torch.empty((min(batch, count), *depth.shape[1:3]), dtype=torch.float32, device=depth.device)
+        grey = torch.empty(count, dtype=torch.bool, device=depth.device)
+        compiled = compiled_cpu_depth() if depth.device.type == "cpu" else None
         for frames in frame_batches(count, batch):
             part = depth[frames]
-            # A grey frame's extremes over all its channels are those of its one channel, and
-            # reducing the frame as it is stored avoids a copy of a strided channel view.
-            values = part if part.ndim == 3 or is_grey(part) else depth_channel(part, out=scratch[: part.shape[0]])
-            for index, frame in enumerate(values, start=frames.start):
-                lows[index], highs[index] = torch.aminmax(frame)
+            if compiled is not None:
+                lows[frames], highs[frames], grey[frames] = compiled[0](part)
+            else:
+                grey[frames] = part_grey = part.ndim == 3 or is_grey(part)
+                # A grey frame's extremes over all its channels are those of its one channel, and
+                # reducing the frame as it is stored avoids a copy of a strided channel view.
+                values = part if part_grey else depth_channel(part)
+                for index, frame in enumerate(values, start=frames.start):
+                    lows[index], highs[index] = torch.aminmax(frame)
             if not bool(torch.isfinite(lows[frames]).all() & torch.isfinite(highs[frames]).all()):
-                check_finite(values, name, frames.start)
-        return cls(lows, highs)
+                check_finite(depth_channel(part), name, frames.start)
+        return cls(lows, highs, grey)
 
     def check_unit_range(self, settings: "DisparitySettings", name: str = "depth") -> None:
         """normalize 'none' uses depth as it is, so it must already hold 0..1."""
@@ -102,6 +111,18 @@ class DepthRange:
                 f"'{name}' holds values from {low:.4g} to {high:.4g}, but normalize 'none' expects depth already in "
                 f"0..1. Choose normalize 'clip' (or 'frame'), which accepts depth on any scale."
             )
+
+
+def _normalization(depth_range: DepthRange, frames: slice, settings: DisparitySettings, count: int, device):
+    """Per-frame (low, span, flat) [count] of normalized_depth: (depth - low) / span, or the
+    convergence where the depth map is flat."""
+    if settings.normalize == "clip":
+        low, high = depth_range.low.min().expand(count), depth_range.high.max().expand(count)
+    else:
+        low, high = depth_range.low[frames], depth_range.high[frames]
+    low, high = low.to(device), high.to(device)
+    span = high - low
+    return low, span, span <= 1e-12  # a flat depth map has no relief: it sits on the screen plane
 
 
 def normalized_depth(
@@ -118,14 +139,8 @@ def normalized_depth(
             return 1.0 - depth if settings.invert else depth
         result = depth if out is depth else out.copy_(depth)
     else:
-        if settings.normalize == "clip":
-            low, high = depth_range.low.min(), depth_range.high.max()
-        else:
-            low, high = depth_range.low[frames].view(-1, 1, 1), depth_range.high[frames].view(-1, 1, 1)
-        low, high = low.to(depth.device), high.to(depth.device)
-        span = high - low
-        # A flat depth map has no relief: place it on the screen plane.
-        flat = span <= 1e-12
+        low, span, flat = (value.view(-1, 1, 1) for value in
+                           _normalization(depth_range, frames, settings, depth.shape[0], depth.device))
         result = torch.sub(depth, low, out=out).div_(torch.where(flat, torch.ones_like(span), span))
         if bool(flat.any()):
             result.masked_fill_(flat, settings.convergence)
@@ -141,6 +156,30 @@ def disparity_from_depth(
     out: a tensor to write into (may be `normalized` itself).
     """
     return torch.sub(normalized, settings.convergence, out=out).mul_(2.0 * settings.pixels(width))
+
+
+def depth_disparity(
+    depth: torch.Tensor, depth_range: DepthRange, frames: slice, settings: DisparitySettings, width: int,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Disparity [t, H, W] of a depth batch [t, H, W, C] or [t, H, W] (frames `frames` of its
+    clip, already at the frame size): depth_channel, normalized_depth and disparity_from_depth
+    in one pass on the CPU (compiled), as the three steps elsewhere. out: float32 [t, H, W]."""
+    count = depth.shape[0]
+    if out is None:
+        out = torch.empty(depth.shape[:3], dtype=torch.float32, device=depth.device)
+    compiled = compiled_cpu_depth() if depth.device.type == "cpu" else None
+    if compiled is None:
+        values = normalized_depth(depth_channel(depth, out=out), depth_range, frames, settings, out=out)
+        return disparity_from_depth(values, settings, width, out=out)
+    if settings.normalize == "none":
+        low, span, flat = torch.zeros(count), torch.ones(count), torch.zeros(count, dtype=torch.bool)
+    else:
+        low, span, flat = _normalization(depth_range, frames, settings, count, "cpu")
+    known = depth_range.grey is not None and depth_range.grey[frames].shape[0] == count
+    grey = depth_range.grey[frames].cpu() if known else torch.zeros(count, dtype=torch.bool)
+    return compiled[1](depth, low, span, flat, grey, settings.invert, settings.convergence,
+                       2.0 * settings.pixels(width), out=out)
 
 
 def disparity_bounds(depth_range: DepthRange, settings: DisparitySettings, width: int) -> tuple[float, float]:

@@ -114,9 +114,10 @@ def is_grey(clip: torch.Tensor) -> bool:
 def depth_channel(depth: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """[T, H, W] depth from a depth clip [T, H, W, C] or [T, H, W].
 
-    A grey clip (what depth nodes output) gives its first channel as a view, without a
-    copy and exactly; other clips the mean of the channels (written into `out` when given,
-    float32 [T, H, W], so a caller's scratch buffer is reused).
+    A grey pixel (what depth nodes output) gives its value exactly, any other pixel the
+    mean of its channels. A grey clip comes back as a view of its first channel, without a
+    copy; others are written into `out` when given (float32 [T, H, W], a caller's scratch
+    buffer reused).
     """
     if depth.ndim == 3 or depth.shape[-1] == 1:
         return depth.reshape(depth.shape[:3]).float()
@@ -125,9 +126,11 @@ def depth_channel(depth: torch.Tensor, out: torch.Tensor | None = None) -> torch
     depth = depth.float()
     # Channel by channel in place: torch's mean over a last dimension of 3 is several times slower.
     total = torch.add(depth[..., 0], depth[..., 1], out=out)
+    grey = depth[..., 0] == depth[..., 1]
     for channel in range(2, depth.shape[-1]):
         total.add_(depth[..., channel])
-    return total.div_(depth.shape[-1])
+        grey &= depth[..., 0] == depth[..., channel]
+    return torch.where(grey, depth[..., 0], total.div_(depth.shape[-1]), out=total)
 
 
 def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .disparity import DepthRange, DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
+from .disparity import DepthRange, DisparitySettings, depth_disparity, disparity_bounds
 from .frames import (
     DEFAULT_BATCH_FRAMES,
     check_clip,
@@ -50,11 +50,9 @@ def _disparity_batches(depth, frames, height, width, settings, batch, device):
         if disparity is None or not single:
             depth_slice = slice(0, 1) if single else frame_slice
             part = depth[depth_slice].to(device)
-            same_size = part.shape[1:3] == (height, width)
-            values = depth_channel(part, out=buffer[: part.shape[0]] if same_size else None)
-            values = resize_frames(values, height, width)
-            values = normalized_depth(values, depth_range, depth_slice, settings, out=buffer[: part.shape[0]])
-            disparity = disparity_from_depth(values, settings, width, out=values)
+            if part.shape[1:3] != (height, width):
+                part = resize_frames(depth_channel(part), height, width)
+            disparity = depth_disparity(part, depth_range, depth_slice, settings, width, out=buffer[: part.shape[0]])
         yield frame_slice, disparity.expand(count, height, width)
 
 

@@ -20,9 +20,11 @@ are processed in blocks that stay in cache.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
+from typing import Callable
 
 import torch
 
@@ -42,6 +44,7 @@ _COMPILED_BLOCK_PIXELS = 1 << 20
 # Set to 1 to keep the CPU warp on torch (e.g. if numba misbehaves in an environment).
 NO_NUMBA_ENV = "STEREOCRAFTER_NO_NUMBA"
 _compiled_cpu_splat = None
+_compiled_cpu_depth = None
 
 
 def needs_stable_weights(disp_min: float, disp_max: float) -> bool:
@@ -137,23 +140,43 @@ def _per_target_weights(disparity: torch.Tensor, slot: torch.Tensor, width: int)
     return torch.exp2(exponents * _LOG2_BASE)
 
 
+def _compiled_kernel(name: str, try_it) -> Callable | bool:
+    """warp_cpu.<name> once try_it(function) has run (so a numba that imports but cannot
+    build the kernel falls back here rather than failing mid-clip), else False."""
+    try:
+        function = getattr(importlib.import_module(".warp_cpu", __package__), name)
+        try_it(function)
+    except Exception as error:  # ImportError, a numba that refuses this numpy, a compile error
+        log.warning("numba is not usable (%s); the CPU warp falls back to torch, several times slower", error)
+        return False
+    return function
+
+
 def compiled_cpu_splat():
     """warp_cpu.splat_rows_compiled, or None where numba is missing, broken or switched off."""
     global _compiled_cpu_splat
     if os.environ.get(NO_NUMBA_ENV, "") not in ("", "0"):
         return None
     if _compiled_cpu_splat is None:
-        try:
-            from .warp_cpu import splat_rows_compiled
-
-            # Compile now, on one row, so a numba that imports but cannot build the kernel
-            # falls back here rather than failing mid-clip.
-            splat_rows_compiled(torch.zeros(1, 2, 3), torch.zeros(1, 2), 0.0)
-        except Exception as error:  # ImportError, a numba that refuses this numpy, a compile error
-            log.warning("numba is not usable (%s); the CPU warp falls back to torch, several times slower", error)
-            splat_rows_compiled = False
-        _compiled_cpu_splat = splat_rows_compiled
+        _compiled_cpu_splat = _compiled_kernel(
+            "splat_rows_compiled", lambda splat: splat(torch.zeros(1, 2, 3), torch.zeros(1, 2), 0.0))
     return _compiled_cpu_splat or None
+
+
+def compiled_cpu_depth():
+    """(warp_cpu.depth_extremes_compiled, warp_cpu.depth_disparity_compiled), or None where numba
+    is missing, broken or switched off."""
+    global _compiled_cpu_depth
+    if os.environ.get(NO_NUMBA_ENV, "") not in ("", "0"):
+        return None
+    if _compiled_cpu_depth is None:
+        one = torch.zeros(1, 1, 2, 3)
+        extremes = _compiled_kernel("depth_extremes_compiled", lambda kernel: kernel(one))
+        no = torch.zeros(1, dtype=torch.bool)
+        disparity = _compiled_kernel("depth_disparity_compiled", lambda kernel: kernel(
+            one, torch.zeros(1), torch.ones(1), no, no, False, 0.5, 1.0))
+        _compiled_cpu_depth = (extremes, disparity) if extremes and disparity else False
+    return _compiled_cpu_depth or None
 
 
 def forward_warp(

@@ -174,13 +174,15 @@ def test_splat_grid_compose_names_the_depth_input_and_broadcasts_one_frame(nodes
     assert grid.shape == (4, 48, 80, 3) and torch.equal(grid[3, :24, 40:], first[0, :24, 40:])
 
 
-def test_grey_depth_gives_its_own_channel_exactly_and_colour_depth_the_mean():
+def test_grey_depth_gives_its_own_value_exactly_and_colour_the_mean():
     grey = torch.rand(2, 5, 7, 1).expand(-1, -1, -1, 3).contiguous()
     assert is_grey(grey) and torch.equal(depth_channel(grey), grey[..., 0])
-    colour = grey.clone()
-    colour[1, 4, 6, 2] += 0.5
-    assert not is_grey(colour)
-    torch.testing.assert_close(depth_channel(colour), colour.mean(dim=-1), atol=0, rtol=0)
+    mixed = grey.clone()
+    mixed[1, 4, 6, 2] += 0.5
+    assert not is_grey(mixed)
+    expected = grey[..., 0].clone()
+    expected[1, 4, 6] = mixed[1, 4, 6].mean()  # the one coloured pixel; the others stay exact
+    assert torch.equal(depth_channel(mixed), expected)
 
 
 def test_occlusion_from_depth_checks_depth_scale_only_for_normalize_none(depth_clip):

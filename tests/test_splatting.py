@@ -119,3 +119,46 @@ def test_non_finite_depth_names_the_frames(clip, depth_clip):
 def test_bad_settings_get_clear_messages(clip, depth_clip, settings, match):
     with pytest.raises(StereoInputError, match=match):
         warp_clip(clip, depth_clip, settings)
+
+
+def depth_batch():
+    """Grey and coloured pixels, a flat frame, and a scale away from 0..1."""
+    generator = torch.Generator().manual_seed(3)
+    depth = torch.rand(3, 6, 9, 1, generator=generator).expand(-1, -1, -1, 3).contiguous() * 4 + 1
+    depth[0, :2] = torch.rand(2, 9, 3, generator=generator)
+    depth[2] = 2.5
+    return depth
+
+
+@pytest.mark.parametrize("settings", [
+    DisparitySettings(max_disp=2.0), DisparitySettings(max_disp=2.0, normalize="frame", invert=True),
+    DisparitySettings(max_disp=1.0, unit="percent", convergence=0.3, normalize="none"),
+])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_compiled_depth_passes_compute_exactly_the_torch_steps(monkeypatch, settings, channels):
+    from stereo_core import warp as warp_module
+    from stereo_core.disparity import DepthRange, depth_disparity
+
+    depth = depth_batch()[..., :channels]
+    if settings.normalize == "none":
+        depth = depth / 5
+    results = {}
+    for path in ("compiled", "torch"):
+        if path == "torch":
+            monkeypatch.setenv(warp_module.NO_NUMBA_ENV, "1")
+        else:
+            assert warp_module.compiled_cpu_depth() is not None
+        depth_range = DepthRange.of(depth, batch=2)
+        results[path] = depth_range.low, depth_range.high, depth_disparity(depth, depth_range, slice(0, 3), settings, 9)
+    for compiled, expected in zip(results["compiled"], results["torch"]):
+        assert torch.equal(compiled, expected)
+
+
+def test_compiled_depth_range_finds_nan_and_infinity_in_any_frame():
+    from stereo_core.disparity import DepthRange
+
+    for spoil, frame in ((float("nan"), 1), (float("inf"), 2), (-float("inf"), 0)):
+        depth = depth_batch()
+        depth[frame, 5, 8, 1] = spoil
+        with pytest.raises(StereoInputError, match=rf"'depth' contains NaN or infinite values \(frames {frame}\)"):
+            DepthRange.of(depth, batch=2)
