@@ -33,17 +33,21 @@ def _check_depth(depth: torch.Tensor, frames: int) -> torch.Tensor:
     return depth
 
 
-def _disparity_batches(depth, frames, height, width, settings, batch, device):
+def _disparity_batches(depth, frames, height, width, settings, batch, device, occlusion):
     """Yield the clip's disparity bounds, then (frame slice, disparity [t, H, W] on device).
 
-    Each disparity is written into one buffer reused for every batch (fresh buffers
-    cost page faults): use it before asking for the next.
+    Each batch's disparity is written into that batch's rows of `occlusion` (the clip's
+    occlusion output, which forward_warp may overwrite as it reads) where it is float32 on
+    the device, else into one buffer reused for every batch: fresh buffers cost page
+    faults. Use each disparity before asking for the next.
     """
     depth_range = DepthRange.of(depth, batch=batch)
     depth_range.check_unit_range(settings)
     yield disparity_bounds(depth_range, settings, width)
     single = depth.shape[0] == 1
-    buffer = torch.empty((1 if single else min(batch, frames), height, width), dtype=torch.float32, device=device)
+    in_place = not single and occlusion.dtype == torch.float32 and occlusion.device == device
+    buffer = None if in_place else torch.empty(
+        (1 if single else min(batch, frames), height, width), dtype=torch.float32, device=device)
     disparity = None
     for frame_slice in frame_batches(frames, batch):
         count = frame_slice.stop - frame_slice.start
@@ -52,7 +56,8 @@ def _disparity_batches(depth, frames, height, width, settings, batch, device):
             part = depth[depth_slice].to(device)
             if part.shape[1:3] != (height, width):
                 part = resize_frames(depth_channel(part), height, width)
-            disparity = depth_disparity(part, depth_range, depth_slice, settings, width, out=buffer[: part.shape[0]])
+            out = occlusion[frame_slice] if in_place else buffer[: part.shape[0]]
+            disparity = depth_disparity(part, depth_range, depth_slice, settings, width, out=out)
         yield frame_slice, disparity.expand(count, height, width)
 
 
@@ -79,7 +84,7 @@ def warp_clip(
 
     right = torch.empty_like(image)
     occlusion = torch.empty(image.shape[:3], dtype=image.dtype, device=image.device)
-    batches = _disparity_batches(depth, frames, height, width, settings, batch, device)
+    batches = _disparity_batches(depth, frames, height, width, settings, batch, device, occlusion)
     disp_min, disp_max = next(batches)
     for frame_slice, disparity in batches:
         forward_warp(image[frame_slice].to(device), disparity, disp_min, disp_max, right[frame_slice], occlusion[frame_slice])
@@ -107,7 +112,7 @@ def occlusion_from_depth(
     device = torch.device(device) if device is not None else depth.device
 
     occlusion = torch.empty((frames, height, width), dtype=torch.float32, device=depth.device)
-    batches = _disparity_batches(depth, frames, height, width, settings, batch, device)
+    batches = _disparity_batches(depth, frames, height, width, settings, batch, device, occlusion)
     disp_min, disp_max = next(batches)
     for frame_slice, disparity in batches:
         no_colour = disparity.new_empty((*disparity.shape, 0))

@@ -192,7 +192,8 @@ def forward_warp(
     disp_min / disp_max: the clip's disparity range; the z-buffer is relative to the
     clip's minimum as in the reference. Default: the range of this batch.
     Results are written into out_image / out_occlusion when given (any device and
-    dtype, e.g. a preallocated CPU tensor for the whole clip) and returned.
+    dtype, e.g. a preallocated CPU tensor for the whole clip) and returned. disparity may
+    be out_occlusion itself: each row's disparity is read before its occlusion is written.
     Returns (warped [T, H, W, C], occlusion [T, H, W]) in the image's dtype.
     """
     frames, height, width, channels = image.shape

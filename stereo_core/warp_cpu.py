@@ -299,6 +299,8 @@ def splat_rows_compiled(
         colour = rows.to(torch.float32).contiguous()
         _splat_rgb_rows(colour.numpy(), shift, *scalars, warped.numpy(), occlusion.numpy())
     else:
+        if np.may_share_memory(shift, occlusion.numpy()):
+            shift = shift.copy()  # each group's pass rewrites the occlusion, which holds the disparity
         for first in range(0, max(channels, 1), _COLOURS):
             count = min(_COLOURS, channels - first)
             colour = torch.zeros((num_rows, width, _COLOURS), dtype=torch.float32)

@@ -252,3 +252,16 @@ def test_without_numba_the_cpu_warp_falls_back_to_torch_and_says_so(monkeypatch,
     assert "numba" in caplog.text and "torch" in caplog.text
     expected = splat_rows(image[0], disparity[0], 0.5)
     torch.testing.assert_close(warped[0], expected[0])
+
+
+@pytest.mark.parametrize("channels", [3, 4, 0])
+@pytest.mark.parametrize("spread", [8.0, 400.0])  # ordinary and per-target (stable) weights
+def test_disparity_may_be_the_occlusion_output_itself(channels, spread):
+    generator = torch.Generator().manual_seed(5)
+    image = torch.rand(3, 7, 33, channels, generator=generator)
+    disparity = (torch.rand(3, 7, 33, generator=generator) * 2 - 1) * spread
+    expected = forward_warp(image, disparity)
+    shared = disparity.clone()
+    warped, occlusion = forward_warp(image, shared, out_occlusion=shared)
+    assert occlusion.data_ptr() == shared.data_ptr()
+    assert torch.equal(warped, expected[0]) and torch.equal(occlusion, expected[1])
