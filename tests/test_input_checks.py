@@ -105,6 +105,13 @@ def test_inpaint_refuses_a_nan_mask_and_an_image_in_0_255(nodes, node_error, ste
         node.inpaint(stereocrafter_model, scaled(inputs["warped"]), inputs["mask"], **settings)
 
 
+def test_depthcrafter_depth_refuses_an_image_in_0_255(nodes, node_error, depthcrafter_model, clip):
+    settings = dict(steps=1, guidance=1.0, window=4, overlap=0, noise_aug=0.02, max_res=1024, seed=0,
+                    encode_chunk=8, decode_chunk=8)
+    with pytest.raises(node_error, match=f"'image' {BYTE_SCALE}"):
+        nodes["SC3D_DepthCrafterDepth"]().estimate(depthcrafter_model, scaled(clip), **settings)
+
+
 def test_color_match_no_longer_turns_the_clip_nan_from_one_pixel(clip):
     with pytest.raises(StereoInputError, match=f"'image' {NAN}"):
         match_colors(with_nan(clip), clip.flip(2))

@@ -162,3 +162,13 @@ def test_compiled_depth_range_finds_nan_and_infinity_in_any_frame():
         depth[frame, 5, 8, 1] = spoil
         with pytest.raises(StereoInputError, match=rf"'depth' contains NaN or infinite values \(frames {frame}\)"):
             DepthRange.of(depth, batch=2)
+
+
+def test_a_grey_depth_image_warps_exactly_as_its_one_channel_depth(clip, depth_clip):
+    """Depth nodes output grey IMAGEs: their value is the depth itself (the mean of three equal
+    floats is not always that float)."""
+    grey = torch.rand(4, 24, 40, 1, generator=torch.Generator().manual_seed(4)).expand(-1, -1, -1, 3).contiguous()
+    for settings in (SETTINGS, DisparitySettings(max_disp=5.0, normalize="frame", invert=True)):
+        from_image = warp_clip(clip, grey, settings)
+        from_channel = warp_clip(clip, grey[..., 0], settings)
+        assert torch.equal(from_image[0], from_channel[0]) and torch.equal(from_image[1], from_channel[1])
