@@ -85,7 +85,7 @@ class DepthRange:
         lows = torch.empty(count, dtype=torch.float32, device=depth.device)
         highs = torch.empty_like(lows)
         grey = torch.empty(count, dtype=torch.bool, device=depth.device)
-        compiled = compiled_cpu_depth() if depth.device.type == "cpu" else None
+        compiled = _compiled_depth_passes(depth)
         for frames in frame_batches(count, batch):
             part = depth[frames]
             if compiled is not None:
@@ -111,6 +111,13 @@ class DepthRange:
                 f"'{name}' holds values from {low:.4g} to {high:.4g}, but normalize 'none' expects depth already in "
                 f"0..1. Choose normalize 'clip' (or 'frame'), which accepts depth on any scale."
             )
+
+
+def _compiled_depth_passes(depth: torch.Tensor):
+    """The compiled depth passes where they apply (CPU, 1 or 3 channels), else None."""
+    if depth.device.type != "cpu" or (depth.ndim == 4 and depth.shape[-1] not in (1, 3)):
+        return None
+    return compiled_cpu_depth()
 
 
 def _normalization(depth_range: DepthRange, frames: slice, settings: DisparitySettings, count: int, device):
@@ -168,7 +175,7 @@ def depth_disparity(
     count = depth.shape[0]
     if out is None:
         out = torch.empty(depth.shape[:3], dtype=torch.float32, device=depth.device)
-    compiled = compiled_cpu_depth() if depth.device.type == "cpu" else None
+    compiled = _compiled_depth_passes(depth)
     if compiled is None:
         values = normalized_depth(depth_channel(depth, out=out), depth_range, frames, settings, out=out)
         return disparity_from_depth(values, settings, width, out=out)

@@ -355,7 +355,9 @@ def depth_disparity_compiled(
     rows = _depth_rows(depth)
     frames, height, width = depth.shape[:3]
     result = _writable_float32(out, (frames, height, width))
-    _depth_rows_disparity(rows, height, lows.to(torch.float32).numpy(), spans.to(torch.float32).numpy(),
-                          flat.numpy(), grey.numpy(), invert, np.float32(convergence), np.float32(pixels2),
+    # contiguous, so one compiled (and cached) signature serves every call
+    per_frame = [np.ascontiguousarray(values.numpy()) for values in
+                 (lows.to(torch.float32), spans.to(torch.float32), flat.to(torch.bool), grey.to(torch.bool))]
+    _depth_rows_disparity(rows, height, *per_frame, invert, np.float32(convergence), np.float32(pixels2),
                           _threads(rows.shape[0]), result.view(-1, width).numpy())
     return copy_into(out, result)
