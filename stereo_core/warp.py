@@ -39,8 +39,10 @@ DENOMINATOR_EPS = 1e-6
 # Rows per block are chosen so a block holds about this many pixels.
 _BLOCK_PIXELS = 1 << 16
 # The compiled kernel keeps its scratch in cache by itself; blocks only bound the
-# float32 copies it may need.
+# float32 copies it may need. Without copies, blocks are far larger: each call is one
+# parallel region, and on a busy machine every region's start and end cost time.
 _COMPILED_BLOCK_PIXELS = 1 << 20
+_COMPILED_BLOCK_PIXELS_IN_PLACE = 1 << 24
 # Set to 1 to keep the CPU warp on torch (e.g. if numba misbehaves in an environment).
 NO_NUMBA_ENV = "STEREOCRAFTER_NO_NUMBA"
 _compiled_cpu_splat = None
@@ -207,7 +209,8 @@ def forward_warp(
 
     splat, block_pixels = (splat_rows, _BLOCK_PIXELS)
     if image.device.type == "cpu" and (compiled := compiled_cpu_splat()) is not None:
-        splat, block_pixels = compiled, _COMPILED_BLOCK_PIXELS
+        in_place = all(t.dtype == torch.float32 and t.is_contiguous() for t in (image, out_image, out_occlusion))
+        splat, block_pixels = compiled, _COMPILED_BLOCK_PIXELS_IN_PLACE if in_place else _COMPILED_BLOCK_PIXELS
 
     rows = image.reshape(frames * height, width, channels)
     disp_rows = disparity.reshape(frames * height, width)

@@ -164,6 +164,7 @@ def test_blocks_of_rows_do_not_change_the_result(monkeypatch):
     whole = forward_warp(image, disparity)
     monkeypatch.setattr(warp_module, "_BLOCK_PIXELS", 16 * 2)  # two rows per block
     monkeypatch.setattr(warp_module, "_COMPILED_BLOCK_PIXELS", 16 * 2)
+    monkeypatch.setattr(warp_module, "_COMPILED_BLOCK_PIXELS_IN_PLACE", 16 * 2)
     blocked = forward_warp(image, disparity)
     torch.testing.assert_close(blocked[0], whole[0])
     torch.testing.assert_close(blocked[1], whole[1])
