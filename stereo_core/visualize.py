@@ -19,9 +19,10 @@ def visualize_depth(
     """[T, H, W, 3] picture of a depth clip (1 = near = bright), normalised as the warp does."""
     if colormap not in COLORMAPS:
         raise StereoInputError(f"colormap must be one of {COLORMAPS}, got {colormap!r}.")
-    depth = check_clip(depth, "depth", channels=(1, 3))
+    depth = check_clip(depth, "depth", channels=(1, 3), values=False)  # DepthRange.of checks them
     depth_range = DepthRange.of(depth, batch=batch)
     settings = DisparitySettings(normalize=normalize)
+    depth_range.check_unit_range(settings)
     out = torch.empty((*depth.shape[:3], 3), dtype=torch.float32, device=depth.device)
     lut = ColorMap(base=[list(rgb) for rgb in INFERNO], num_colors=len(INFERNO), device=depth.device)
     for frames in frame_batches(depth.shape[0], batch):
