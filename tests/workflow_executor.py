@@ -123,3 +123,22 @@ def run_workflow(path: Path, node_classes: dict, input_dir: Path, output_dir: Pa
     for node_id in sorted(nodes, key=lambda i: nodes[i].get("order", 0)):
         execute(node_id)
     return stand_ins.saved
+
+
+def api_prompt(path: Path, overrides: dict | None = None) -> dict:
+    """The API-format prompt a shipped UI workflow queues (widget values by name, links as [node id, slot]),
+    as the frontend's graphToPrompt makes it for these plain graphs. overrides: {node type: {input: value}}."""
+    graph = json.loads(Path(path).read_text())
+    links = {link[0]: (link[1], link[2]) for link in graph["links"]}
+    prompt = {}
+    for node in graph["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            continue
+        inputs, _ = read_widgets(node)
+        for entry in node["inputs"]:
+            if entry.get("link") is not None:
+                source, slot = links[entry["link"]]
+                inputs[entry["name"]] = [str(source), slot]
+        inputs.update((overrides or {}).get(node["type"], {}))
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
