@@ -241,6 +241,11 @@ class StereoConvertVideo:
         for path in {source, depth_path} - {None}:
             if path.parent == work_root / "sources":  # a copy of an in-memory video, no longer needed
                 path.unlink(missing_ok=True)
+        for empty in (work_root / "sources", work_root):  # kept only while some run has unfinished work
+            try:
+                empty.rmdir()
+            except OSError:
+                pass
         log.info("Stereo Convert Video: wrote %s (%d frames)", outputs["stereo"], plan.frames)
 
         subfolder = target_folder.resolve().relative_to(folder.resolve()).as_posix()
