@@ -397,7 +397,7 @@ def convert_video(graph, pos, depth_video=None, depthcrafter=True, stereocrafter
     video = graph.node("LoadVideo", pos, {"file": "input_video.mp4"}, title="Load Video (left eye)",
                        size=(320, 420))
     convert = graph.node("SC3D_StereoConvertVideo", (pos[0] + 460, pos[1]), {"save_output": False},
-                         size=(420, 1000))
+                         size=(420, 870))
     graph.link(video, "VIDEO", convert, "video")
     if depth_video:
         depth = graph.node("LoadVideo", (pos[0], pos[1] + 470), {"file": depth_video}, title="Load Video (depth)",
