@@ -15,12 +15,21 @@ from pathlib import Path
 
 from ..stereo_core import model_files
 from ..stereo_core.anaglyph import MODES as ANAGLYPH_MODES
-from ..stereo_core.cli import STREAM_COLOR_MODES
+from ..stereo_core.convergence import AutoConvergence
 from ..stereo_core.depthcrafter import DepthCrafterSettings
-from ..stereo_core.engine import ConversionJob, ConversionSettings, LoadedModels, OutputSettings, Reporter, convert
+from ..stereo_core.engine import (
+    STREAM_COLOR_MODES,
+    ConversionJob,
+    ConversionSettings,
+    LoadedModels,
+    OutputSettings,
+    Reporter,
+    convert,
+)
 from ..stereo_core.engine.store import settings_key, source_identity
 from ..stereo_core.errors import StereoInputError
 from ..stereo_core.inpainting import InpaintSettings
+from ..stereo_core.layouts import VirtualScreen
 from ..stereo_core.spatial_media import filename_tag
 from .comfy_adapter import (
     Progress,
@@ -183,6 +192,12 @@ class StereoConvertVideo:
                                                       "Each piece starts with a keyframe."}),
             },
             "optional": {
+                **SBSCompose.INPUT_TYPES()["optional"],
+                "auto_convergence": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 1.0, "step": 0.05,
+                    "tooltip": "Move the screen plane towards the main subject (its centre-weighted median depth), "
+                               "smoothed over about a second: 0 = off (convergence everywhere), 1 = the subject on "
+                               "the screen plane. convergence is where the plane starts from."}),
                 "depth_video": ("VIDEO", {"tooltip": "A depth video of the same clip (one frame per frame, grey, "
                                                      "white = near, any size: it is resized), e.g. from another "
                                                      "depth node pack or a file, through Load Video. DepthCrafter "
@@ -197,8 +212,9 @@ class StereoConvertVideo:
         }
 
     def convert(self, video, filename_prefix, save_output, layout, swap_eyes, anaglyph, seed, max_frames, crf,
-                segment_frames, depth_video=None, depthcrafter_model=None, stereocrafter_model=None, prompt=None,
-                unique_id=None, **values):
+                segment_frames, depth_video=None, depthcrafter_model=None, stereocrafter_model=None,
+                vr180_screen_fov=VirtualScreen.fov, vr180_screen_distance=VirtualScreen.distance,
+                vr180_eye_size=VirtualScreen.eye_size, auto_convergence=0.0, prompt=None, unique_id=None, **values):
         if anaglyph == "off" and _wired(prompt, unique_id, ANAGLYPH_SLOTS):
             raise StereoInputError("The 'anaglyph' output is connected but 'anaglyph' is off: choose an anaglyph "
                                    "mode (e.g. color), or disconnect that output.")
@@ -210,8 +226,10 @@ class StereoConvertVideo:
             disparity=disparity_settings(**{name: values[name] for name in DISPARITY_INPUTS}),
             inpaint=None if stereocrafter_model is None else _settings(InpaintSettings, INPAINT_SETTINGS, values),
             output=OutputSettings(layout=layout, swap_eyes=swap_eyes, anaglyph="color" if anaglyph == "off" else
-                                  anaglyph, crf=crf, segment_frames=segment_frames),
+                                  anaglyph, crf=crf, segment_frames=segment_frames, screen=VirtualScreen(
+                                      fov=vr180_screen_fov, distance=vr180_screen_distance, eye_size=vr180_eye_size)),
             seed=seed,
+            auto_convergence=AutoConvergence(strength=auto_convergence) if auto_convergence > 0 else None,
         )
         settings.check(width=1 << 30)  # the settings alone, before any file is touched
 

@@ -22,11 +22,19 @@ import torch
 
 from . import model_files
 from .anaglyph import MODES as ANAGLYPH_MODES
-from .color import MODES as COLOR_MODES
 from .convergence import AutoConvergence
 from .depthcrafter import DepthCrafterSettings
 from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
-from .engine import ConversionJob, ConversionSettings, Models, OutputSettings, Reporter, convert, plan_conversion
+from .engine import (
+    STREAM_COLOR_MODES,
+    ConversionJob,
+    ConversionSettings,
+    Models,
+    OutputSettings,
+    Reporter,
+    convert,
+    plan_conversion,
+)
 from .errors import StereoInputError
 from .inpainting import InpaintSettings
 from .layouts import LAYOUTS, VirtualScreen
@@ -39,8 +47,6 @@ log = logging.getLogger("stereo_core")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 _DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), DisparitySettings(), OutputSettings()
 _SCREEN, _AUTO = VirtualScreen(), AutoConvergence()
-# Colour matching over the whole clip at once is not streamable; the engine offers the others.
-STREAM_COLOR_MODES = tuple(mode for mode in COLOR_MODES if mode != "clip")
 
 
 def build_parser() -> argparse.ArgumentParser:

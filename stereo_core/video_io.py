@@ -164,8 +164,11 @@ class FrameReader:
     # Decoding this many frames to skip ahead is cheaper than a seek.
     _SEEK_AHEAD = 48
 
-    def __init__(self, info: VideoInfo):
-        self.info = info
+    def __init__(self, info: VideoInfo, grey: bool = False):
+        """grey: frames come as [n, H, W] luma (a grey depth video's values, a third of the memory); the
+        largest colour seen in them is kept in `colour` (mean channel spread, 0..1, of a thumbnail)."""
+        self.info, self.grey = info, grey
+        self.colour = 0.0
         self._container = None
         self._frames = None  # iterator over (index, picture)
         self._next = 0  # index of the frame the iterator yields next
@@ -209,7 +212,7 @@ class FrameReader:
                 self._next = index + 1
                 if index < start:
                     continue
-                pictures.append(_upright(frame.to_ndarray(format="rgb24"), info.rotation))
+                pictures.append(_upright(self._picture(frame), info.rotation))
                 if index + 1 >= stop:
                     break
         except av.error.FFmpegError as error:
@@ -221,6 +224,14 @@ class FrameReader:
                 f"'{info.path}' lists {info.frames} frames but only {got} could be decoded: the file is damaged or "
                 f"cut short. Re-copy or re-encode it, or convert only the readable part (--max-frames {got}).")
         return torch.from_numpy(np.stack(pictures))
+
+    def _picture(self, frame) -> np.ndarray:
+        if not self.grey:
+            return frame.to_ndarray(format="rgb24")
+        thumbnail = frame.to_ndarray(format="rgb24", width=64, height=36).astype(np.int16)
+        spread = float((thumbnail.max(axis=-1) - thumbnail.min(axis=-1)).mean()) / 255
+        self.colour = max(self.colour, spread)
+        return frame.to_ndarray(format="gray")
 
 
 @dataclass

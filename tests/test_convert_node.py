@@ -141,7 +141,7 @@ def test_an_in_memory_video_is_copied_once_not_decoded_and_gives_the_same_file(n
 
 @pytest.fixture(scope="module")
 def longer_clip(tmp_path_factory):
-    """40 frames: without inpainting the warp runs in chunks of 16, so 3 chunks."""
+    """40 frames: without inpainting the warp runs in chunks of 8, so 5 chunks."""
     folder = tmp_path_factory.mktemp("convert_longer")
     video = make_video(folder / "clip.mp4", frames=40, width=WIDTH, height=HEIGHT, fps=FPS)
     return video, make_depth_video(folder / "clip_depth.mp4", 40, WIDTH, HEIGHT, FPS)
@@ -150,9 +150,9 @@ def longer_clip(tmp_path_factory):
 def test_one_progress_bar_over_the_stages_with_a_tick_per_chunk(nodes, longer_clip, folders, fake_comfy):
     video, depth = longer_clip
     run(nodes, PathVideo(video), depth_video=PathVideo(depth))
-    # The depth video's statistics (a pass over it, per 16 frames), then the stereo frames (per chunk of 16),
+    # The depth video's statistics (a pass over it, per 16 frames), then the stereo frames (per chunk of 8),
     # as one bar of 2 x 40 steps.
-    assert fake_comfy.updates == [(value, 80) for value in (0, 16, 32, 40, 40, 40, 56, 72, 80)]
+    assert fake_comfy.updates == [(value, 80) for value in (0, 16, 32, 40, 40, 40, 48, 56, 64, 72, 80)]
 
 
 def test_cancel_then_queue_again_resumes_to_the_identical_video(nodes, longer_clip, folders, fake_comfy, pipeline,
@@ -161,7 +161,7 @@ def test_cancel_then_queue_again_resumes_to_the_identical_video(nodes, longer_cl
     settings = dict(depth_video=PathVideo(depth), segment_frames=16, max_disp=5.0)
     _, uninterrupted, _, _ = run(nodes, PathVideo(video), filename_prefix="whole", **settings)["result"]
     ticks = [value for value, _ in fake_comfy.updates]
-    assert ticks[-3:] == [40 + 16, 40 + 32, 40 + 40], "a tick per chunk of the stereo stage"
+    assert ticks[-3:] == [40 + 24, 40 + 32, 40 + 40], "a tick per chunk of the stereo stage"
 
     warped = []
     original = pipeline.Conversion.warp
@@ -172,10 +172,10 @@ def test_cancel_then_queue_again_resumes_to_the_identical_video(nodes, longer_cl
 
     monkeypatch.setattr(pipeline.Conversion, "warp", counting_warp)
     fake_comfy.updates.clear()
-    fake_comfy.cancel_after = len(ticks) - 2  # Cancel pressed while the second chunk is encoded
+    fake_comfy.cancel_after = len(ticks) - 2  # Cancel pressed while the second piece is encoded
     with pytest.raises(Cancelled):
         run(nodes, PathVideo(video), **settings)
-    assert warped == [16, 16]
+    assert warped == [8, 8, 8, 8]
     work = folders["output"] / ".stereo3d-work"
     assert len(list(work.glob("*/encode-*/stereo-*.mp4"))) == 1, "the finished piece is kept"
     assert not list(work.rglob(".*partial*")), "the unfinished piece is dropped"
@@ -185,8 +185,8 @@ def test_cancel_then_queue_again_resumes_to_the_identical_video(nodes, longer_cl
     fake_comfy.updates.clear()
     warped.clear()
     _, resumed, _, _ = run(nodes, PathVideo(video), **settings)["result"]
-    assert warped == [16, 8], "the finished piece is not computed again"
-    assert fake_comfy.updates[-3][0] == 40 + 16, "the bar starts the stereo stage where the kept work ends"
+    assert warped == [8, 8, 8], "the finished piece is not computed again"
+    assert fake_comfy.updates[-4][0] == 40 + 16, "the bar starts the stereo stage where the kept work ends"
     assert torch.equal(frames_of(resumed), frames_of(uninterrupted))
     assert describe(resumed) == describe(uninterrupted)
 
@@ -232,7 +232,7 @@ def test_cancel_during_inpainting_resumes_from_the_last_chunk(nodes, clip, folde
     ({"filename_prefix": "/tmp/x"}, "must name a file inside ComfyUI's output folder"),
     ({"depth_video": "depth.mp4"}, "'depth_video' must be a VIDEO .* got str"),
     ({"depth_video": PathVideo("/nowhere/depth.mp4")}, "'/nowhere/depth.mp4' given to 'depth_video' does not exist"),
-    ({"max_disp": 200.0}, "max_disp of 200.0 pixels is 200 px, more than the frame width"),
+    ({"max_disp": 200.0}, "max_disp of 200 pixels is 200 px: the nearest and farthest points would move 400 px"),
     ({"inpaint_overlap": 30, "stereocrafter_model": object()}, r"overlap \(30\) must be at least 0 and smaller"),
     ({"video": "longer"}, "The depth video .* has 12 frames but .* has 40"),
 ])
@@ -254,3 +254,17 @@ def test_an_anaglyph_output_wired_while_anaglyph_is_off_is_refused(nodes, clip, 
         run(nodes, PathVideo(video), depth_video=PathVideo(depth), prompt=prompt, unique_id="7")
     prompt["9"]["inputs"]["video"] = ["7", 0]
     run(nodes, PathVideo(video), depth_video=PathVideo(depth), prompt=prompt, unique_id="7")
+
+
+def test_vr180_with_its_screen_and_spherical_metadata(nodes, clip, folders):
+    from stereo_core.spatial_media import VR180, read_spatial_metadata
+
+    video, depth = clip
+    result = run(nodes, PathVideo(video), depth_video=PathVideo(depth), layout="vr180", vr180_eye_size=96,
+                 vr180_screen_fov=60.0)["result"]
+    path = result[1]
+    assert path.endswith("_180_LR.mp4") and read_spatial_metadata(path) == VR180
+    facts = describe(path)
+    assert (facts["width"], facts["height"], facts["frames"]) == (192, 96, FRAMES)
+    sbs = run(nodes, PathVideo(video), depth_video=PathVideo(depth))["result"][1]
+    assert read_spatial_metadata(sbs).stereo_mode == "left-right"

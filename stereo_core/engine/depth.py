@@ -21,7 +21,6 @@ from ..convergence import subject_depth
 from ..depthcrafter import DepthCrafterSettings, DepthSampler, merge_window, normalize_depth
 from ..disparity import DepthRange
 from ..errors import StereoInputError
-from ..frames import depth_channel
 from ..video_diffusion import VideoDiffusionModel, chunks
 from ..video_io import FrameReader, VideoInfo
 from .store import StageStore, generator_state, restore_generator
@@ -90,16 +89,13 @@ class DepthFrames:
         raise NotImplementedError
 
 
-def grey_depth(pictures: torch.Tensor, path) -> torch.Tensor:
-    """Depth [n, H, W] (0..1) from 8-bit depth-video frames [n, H, W, 3], refusing colour pictures."""
-    values = pictures.float().div_(255.0)
-    spread = (values.amax(dim=-1) - values.amin(dim=-1)).mean()
-    if float(spread) > _COLOUR_SPREAD:
+def check_grey(reader: FrameReader) -> None:
+    """Refuse a colour depth video (a colormap): its luma is not its depth."""
+    if reader.colour > _COLOUR_SPREAD:
         raise StereoInputError(
-            f"The depth video '{path}' is in colour (e.g. a colormap such as inferno), not grey depth: averaging its "
-            f"channels would give wrong depth. Use a greyscale depth video (white = near), e.g. one saved with "
+            f"The depth video '{reader.info.path}' is in colour (e.g. a colormap such as inferno), not grey depth: its "
+            f"brightness is not its depth. Use a greyscale depth video (white = near), e.g. one saved with "
             f"--save-depth or Depth Visualize set to 'gray'.")
-    return depth_channel(values)
 
 
 class DepthVideoFrames(DepthFrames):
@@ -108,7 +104,7 @@ class DepthVideoFrames(DepthFrames):
     def __init__(self, info: VideoInfo, start: int, stop: int, store: StageStore,
                  progress: Callable[[int, int], None] | None = None, chunk: int = 16):
         self.info, self.start, self.frames = info, start, stop - start
-        self._reader = FrameReader(info)
+        self._reader = FrameReader(info, grey=True)
         saved = store.load_tensors("stats.safetensors")
         if saved is not None:
             self.stats = DepthStats(**saved[0])
@@ -122,7 +118,9 @@ class DepthVideoFrames(DepthFrames):
         store.save_tensors("stats.safetensors", self.stats.tensors())
 
     def read(self, start: int, stop: int) -> torch.Tensor:
-        return grey_depth(self._reader.read(self.start + start, self.start + stop), self.info.path)
+        depth = self._reader.read(self.start + start, self.start + stop).float().div_(255.0)
+        check_grey(self._reader)
+        return depth
 
     def close(self) -> None:
         self._reader.close()

@@ -26,6 +26,7 @@ import torch
 from .. import model_files
 from ..anaglyph import MODES as ANAGLYPH_MODES
 from ..anaglyph import anaglyph
+from ..color import MODES as COLOR_MODES
 from ..comfort import ComfortLimits, ComfortReport
 from ..convergence import AutoConvergence, auto_convergence
 from ..depthcrafter import DepthCrafterSettings
@@ -54,6 +55,9 @@ from .store import StageStore, WorkStore, generator_state, restore_generator, se
 log = logging.getLogger(__name__)
 
 OUTPUT_KINDS = ("stereo", "anaglyph", "depth")
+# Colour matching pools statistics over the frames at hand: a chunk's, or one frame's. 'clip' would need
+# every inpainted frame at once.
+STREAM_COLOR_MODES = tuple(mode for mode in COLOR_MODES if mode != "clip")
 COMPOSE_FRAMES = 2
 
 
@@ -114,7 +118,7 @@ class ConversionSettings:
         self.disparity.validate(width)
         if self.inpaint is not None:
             self.inpaint.check()
-            if self.inpaint.color_match == "clip":
+            if self.inpaint.color_match not in STREAM_COLOR_MODES:
                 raise StereoInputError(
                     "color_match 'clip' pools the whole clip's colours at once, which a streaming conversion does "
                     "not hold; use 'chunk' (per inpainting chunk), 'frame' or 'off'.")
@@ -372,19 +376,20 @@ class Conversion:
     # warp
 
     def warp(self, left: torch.Tensor, depth: torch.Tensor, frames: slice, depth_frames: DepthFrames):
-        """Right view and occlusion mask of left frames [n, H, W, 3] (float) for run frames `frames`."""
+        """Right view and occlusion mask of left frames [n, H, W, 3] (float) for run frames `frames`, from
+        their depth [n, h, w] (a fresh tensor: it is reused in place for the disparity, then the mask)."""
         settings = self.settings.disparity
         height, width = left.shape[1:3]
         depth_range = depth_frames.stats.depth_range
         values = resize_frames(depth.to(self.device), height, width)
-        values = normalized_depth(values, depth_range, frames, settings)
+        normalized_depth(values, depth_range, frames, settings, out=values)
         curve = None if self.convergence is None else self.convergence[frames]
-        disparity = disparity_from_depth(values, settings, width, curve)
+        disparity = disparity_from_depth(values, settings, width, curve, out=values)
         bounds = disparity_bounds(depth_range, settings, width, self.convergence)
         right = torch.empty_like(left)
-        occlusion = torch.empty(left.shape[:3])
-        forward_warp(left.to(self.device), disparity, *bounds, right, occlusion)
-        return right, occlusion
+        # Each row's disparity is read before its mask is written: one buffer serves both.
+        forward_warp(left.to(self.device), disparity, *bounds, right, out_occlusion=disparity)
+        return right, disparity.cpu()
 
     def depth_picture(self, depth: torch.Tensor, frames: slice, depth_frames: DepthFrames) -> torch.Tensor:
         """The depth output's frames: normalised over the clip (white = near), at the eye size."""
