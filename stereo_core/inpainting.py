@@ -10,7 +10,6 @@ retries the chunk with more tiles; optional colour matching and hole-only compos
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
