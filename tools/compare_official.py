@@ -504,16 +504,18 @@ def official_tiles(inpainting, pipeline, frames: torch.Tensor, mask: torch.Tenso
     return (decoded[0].permute(1, 2, 3, 0) / 2 + 0.5).clamp(0, 1)  # float: no 8-bit step here
 
 
-def compare_tiles(inpainting, tree, quick: bool):
-    """tile_num 1, 2, 3 at sizes the script would crop away (our padded sizes are multiples of 64)."""
+TILE_SIZES = [(1, 192, 320), (2, 192, 320), (2, 320, 448), (2, 256, 384), (3, 320, 320), (3, 256, 384),
+              (4, 320, 448)]  # (tile_num, height, width)
+
+
+def compare_tiles(inpainting, tree, quick: bool, sizes=TILE_SIZES):
+    """tile_num 1, 2, 3, 4 at sizes the script would crop away (our padded sizes are multiples of 64)."""
     model = load_ours("stereocrafter", tree)
     pipeline_class = fp32_on_cpu(inpainting.StableVideoDiffusionInpaintingPipeline)
     unet = fp32_on_cpu(inpainting.UNetSpatioTemporalConditionModel).from_pretrained(
         tree["stereocrafter"], subfolder="unet_diffusers")
     pipeline = pipeline_class.from_pretrained(tree["svd"], unet=unet)
     pipeline.set_progress_bar_config(disable=True)
-    sizes = [(1, 192, 320), (2, 192, 320), (2, 320, 448), (2, 256, 384), (3, 320, 512), (3, 512, 704),
-             (3, 256, 384), (4, 320, 448)]
     if quick:
         sizes = sizes[1:2] + sizes[4:5]
     for tile_num, height, width in sizes:
