@@ -61,6 +61,7 @@ INPAINT_SETTINGS = {
     "frames_chunk": ("frames_chunk", "frames_chunk"),
     "inpaint_overlap": ("overlap", "overlap"),
     "tile_num": ("tile_num", "tile_num"),
+    "tile_blend": ("tile_blend", "tile_blend"),
     "color_match": ("color_match", "color_match"),
     "keep_unmasked": ("keep_unmasked", "keep_unmasked"),
 }

@@ -36,7 +36,7 @@ from .engine import (
     plan_conversion,
 )
 from .errors import StereoInputError
-from .inpainting import InpaintSettings
+from .inpainting import TILE_BLENDS, InpaintSettings
 from .layouts import LAYOUTS, VirtualScreen
 from .spatial_media import filename_tag
 from .placement import DTYPE_CHOICES, POLICIES, resolve_dtype
@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overlap", type=int, default=_INPAINT.overlap)
     group.add_argument("--tile-num", type=int, default=_INPAINT.tile_num,
                        help="n x n spatial tiles; raise on out-of-memory at high resolution.")
+    group.add_argument("--tile-blend", choices=TILE_BLENDS, default=_INPAINT.tile_blend,
+                       help="How tiles are joined: reference (as the official code) or crossfade (smoother corners, "
+                            "see docs/reference_comparison.md).")
     group.add_argument("--color-match", choices=STREAM_COLOR_MODES, default=_INPAINT.color_match)
 
     group = parser.add_argument_group("models and device")
@@ -184,7 +187,7 @@ def settings_of(args) -> ConversionSettings:
                                   invert=args.invert_depth, normalize=args.normalize)
     inpaint = None if args.no_inpaint else InpaintSettings(
         steps=args.steps, frames_chunk=args.frames_chunk, overlap=args.overlap, tile_num=args.tile_num,
-        color_match=args.color_match)
+        tile_blend=args.tile_blend, color_match=args.color_match)
     screen = VirtualScreen(fov=args.vr180_fov, distance=args.vr180_distance, eye_size=args.vr180_eye_size)
     output = OutputSettings(layout=args.format, swap_eyes=args.swap_eyes, anaglyph=args.anaglyph or "color",
                             crf=args.crf, segment_frames=args.segment_frames, screen=screen,
