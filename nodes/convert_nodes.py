@@ -26,6 +26,8 @@ from ..stereo_core.engine import (
     Reporter,
     convert,
 )
+from ..stereo_core.engine.depth import DEPTH_DECODE, DEPTH_ENCODE, DEPTH_STATISTICS, DEPTH_WINDOWS
+from ..stereo_core.engine.pipeline import STEREO
 from ..stereo_core.engine.store import settings_key, source_identity
 from ..stereo_core.errors import StereoInputError
 from ..stereo_core.inpainting import InpaintSettings
@@ -67,9 +69,8 @@ INPAINT_SETTINGS = {
 }
 
 # The engine's progress stages in the order they run (a stage it adds later still counts, at the end).
-STEREO_STAGE = "stereo: warp, inpaint, encode"
-STAGES_WITH_DEPTH_VIDEO = ("depth: statistics", STEREO_STAGE)
-STAGES_WITH_DEPTHCRAFTER = ("depth: encode", "depth: windows", "depth: decode", STEREO_STAGE)
+STAGES_WITH_DEPTH_VIDEO = (DEPTH_STATISTICS, STEREO)
+STAGES_WITH_DEPTHCRAFTER = (DEPTH_ENCODE, DEPTH_WINDOWS, DEPTH_DECODE, STEREO)
 
 # Output slots, for telling whether the anaglyph is wanted downstream.
 ANAGLYPH_SLOTS = (2, 3)

@@ -27,6 +27,9 @@ from .store import StageStore, generator_state, restore_generator
 
 log = logging.getLogger(__name__)
 
+# Progress stages of the depth (each reported in frames).
+DEPTH_STATISTICS, DEPTH_ENCODE, DEPTH_WINDOWS, DEPTH_DECODE = (
+    "depth: statistics", "depth: encode", "depth: windows", "depth: decode")
 # Frames per kept piece of the DepthCrafter encode and decode passes (a multiple of the chunk sizes).
 PIECE_FRAMES = 64
 # Mean spread between a frame's colour channels above which a depth video is a colour picture, not grey
@@ -161,7 +164,7 @@ class DepthCrafterFrames(DepthFrames):
             self._log_resume(f"depth: encoding resumes at frame {self.start + pieces[done - 1].stop}")
             last = self.store.load_tensors(f"encode-{pieces[done - 1].start:07d}.safetensors")[0]
             restore_generator(self.generator, last)
-        with self._progress("depth: encode", self.frames) as bar:
+        with self._progress(DEPTH_ENCODE, self.frames) as bar:
             bar(pieces[done - 1].stop if done else 0, self.frames)
             for piece in pieces[done:]:
                 video = self.video.read(self.start + piece.start, self.start + piece.stop).float().div_(255.0)
@@ -206,7 +209,7 @@ class DepthCrafterFrames(DepthFrames):
         noise = self.store.load_tensors("noise.safetensors")[0]["noise"]
         previous = self.store.load_tensors(self._window_name(first - 1))[0]["latents"] if first else None
         frames_done = windows[first - 1].end if first else 0
-        with self._progress("depth: windows", self.frames) as bar, self.model.placement.use(self.model.unet) as unet:
+        with self._progress(DEPTH_WINDOWS, self.frames) as bar, self.model.placement.use(self.model.unet) as unet:
             bar(frames_done, self.frames)
             for index in range(first, len(windows)):
                 window = windows[index]
@@ -248,7 +251,7 @@ class DepthCrafterFrames(DepthFrames):
         size = self.sampler.settings.decode_chunk
         pieces = list(chunks(self.frames, size * max(1, PIECE_FRAMES // size)))
         parts = []
-        with self._progress("depth: decode", self.frames) as bar:
+        with self._progress(DEPTH_DECODE, self.frames) as bar:
             for piece in pieces:
                 name = f"stats-{piece.start:07d}.safetensors"
                 saved = self.store.load_tensors(name)

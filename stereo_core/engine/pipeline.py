@@ -49,12 +49,18 @@ from ..video_io import (
     probe_video,
     to_bytes,
 )
-from .depth import DepthCrafterFrames, DepthFrames, DepthVideoFrames
+from .depth import (
+    DEPTH_STATISTICS,
+    DepthCrafterFrames,
+    DepthFrames,
+    DepthVideoFrames,
+)
 from .store import StageStore, WorkStore, generator_state, restore_generator, settings_key, source_identity
 
 log = logging.getLogger(__name__)
 
 OUTPUT_KINDS = ("stereo", "anaglyph", "depth")
+STEREO = "stereo: warp, inpaint, encode"  # the progress stage after the depth's
 # Colour matching pools statistics over the frames at hand: a chunk's, or one frame's. 'clip' would need
 # every inpainted frame at once.
 STREAM_COLOR_MODES = tuple(mode for mode in COLOR_MODES if mode != "clip")
@@ -343,7 +349,7 @@ class Conversion:
         plan = self.plan
         store = self.store.stage("depth", self.depth_key)
         if plan.depth_info is not None:
-            with self.reporter.bar("depth: statistics", plan.frames) as bar:
+            with self.reporter.bar(DEPTH_STATISTICS, plan.frames) as bar:
                 depth = DepthVideoFrames(plan.depth_info, plan.start, plan.stop, store, bar)
         else:
             depth = DepthCrafterFrames(self.models.get(model_files.DEPTHCRAFTER), self.settings.depth, reader,
@@ -431,7 +437,7 @@ class Conversion:
             eyes = _RightEyes(self, reader, depth, chunks, right_store, model)
             if done:
                 self.reporter.notice(f"Resuming: {pieces[done].start} of {plan.frames} frames already encoded")
-            with self.reporter.bar("stereo: warp, inpaint, encode", plan.frames) as bar:
+            with self.reporter.bar(STEREO, plan.frames) as bar:
                 bar(pieces[done].start, plan.frames)
                 for piece in pieces[done:]:
                     outputs = _Outputs(plan, out_store, piece)
