@@ -3,6 +3,7 @@
 from .comfy_adapter import register_model_folder
 from .comfort_nodes import AutoConvergenceDepth, StereoComfortCheck
 from .common import PREFIX
+from .convert_nodes import StereoConvertVideo
 from .depth_nodes import DepthCrafterDepth
 from .geometry_nodes import (
     Anaglyph,
@@ -33,6 +34,7 @@ _NODES = {
     "Splat Grid Split": SplatGridSplit,
     "Stereo Comfort Check": StereoComfortCheck,
     "Auto Convergence": AutoConvergenceDepth,
+    "Stereo Convert Video": StereoConvertVideo,
 }
 
 NODE_CLASS_MAPPINGS = {PREFIX + cls.__name__: cls for cls in _NODES.values()}

@@ -7,8 +7,12 @@ nodes import and run anywhere.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -167,3 +171,108 @@ def memory_hooks() -> MemoryHooks:
 
 def offload_device() -> torch.device:
     return _mm.unet_offload_device() if _mm is not None else torch.device("cpu")
+
+
+# --- output and temp folders, file names ------------------------------------------------------
+
+# Outside ComfyUI (scripts, tests) these environment variables stand for its output and temp folders.
+OUTPUT_ENV, TEMP_ENV = "STEREOCRAFTER_OUTPUT", "STEREOCRAFTER_TEMP"
+
+
+def output_directory() -> Path:
+    if _folder_paths is not None:
+        return Path(_folder_paths.get_output_directory())
+    return Path(os.environ.get(OUTPUT_ENV, os.path.join(tempfile.gettempdir(), "stereocrafter-3d", "output")))
+
+
+def temp_directory() -> Path:
+    """ComfyUI's temp folder (emptied when ComfyUI starts)."""
+    if _folder_paths is not None:
+        return Path(_folder_paths.get_temp_directory())
+    return Path(os.environ.get(TEMP_ENV, os.path.join(tempfile.gettempdir(), "stereocrafter-3d", "temp")))
+
+
+def work_directory() -> Path:
+    """Where conversions keep finished pieces until their file is written: under the output folder, since
+    ComfyUI empties its temp folder on start and a crashed server's work must survive the restart."""
+    return output_directory() / ".stereo3d-work"
+
+
+def next_file_stem(folder: Path, filename_prefix: str) -> tuple[Path, str]:
+    """(folder to write in, "name_00001") for the next free number of `filename_prefix` in `folder`, numbered
+    as core Save Video numbers its files (ComfyUI's %year%/%month%/... in the prefix are filled in)."""
+    folder = Path(folder).resolve()
+    target = (folder / os.path.normpath(filename_prefix or "")).resolve()
+    if not filename_prefix or target == folder or folder not in target.parents:
+        raise StereoInputError(f"filename_prefix '{filename_prefix}' must name a file inside ComfyUI's output "
+                               f"folder (e.g. 'stereo3d/convert'), not '..' or an absolute path.")
+    if _folder_paths is not None:
+        full_folder, name, counter, _, _ = _folder_paths.get_save_image_path(filename_prefix, str(folder))
+        return Path(full_folder), f"{name}_{counter:05}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pattern = re.compile(re.escape(target.name) + r"_(\d+)")
+    numbers = [int(match.group(1)) for child in target.parent.iterdir() if (match := pattern.match(child.name))]
+    return target.parent, f"{target.name}_{max(numbers, default=0) + 1:05}"
+
+
+# --- the VIDEO type (comfy_api's VideoInput) ----------------------------------------------------
+
+
+class FileVideo:
+    """A VIDEO backed by a file, for scripts and tests without ComfyUI (inside it: comfy_api's VideoFromFile)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def get_stream_source(self) -> str:
+        return str(self.path)
+
+
+def video_from_file(path: Path):
+    """ComfyUI's VIDEO for a file on disk: Save Video copies its streams, Preview Video plays it."""
+    try:  # pragma: no cover - exercised inside a real ComfyUI
+        from comfy_api.input_impl import VideoFromFile
+    except ImportError:
+        return FileVideo(path)
+    return VideoFromFile(str(path))
+
+
+def video_file(video, input_name: str, spill_folder: Path) -> Path:
+    """The file behind a VIDEO input, read through get_stream_source() so nothing is decoded: the path of a
+    loaded file, or an in-memory video copied once into `spill_folder` (named by its content, so a run
+    queued again finds the same file and resumes)."""
+    if not hasattr(video, "get_stream_source"):
+        raise StereoInputError(f"'{input_name}' must be a VIDEO (e.g. from core Load Video), got "
+                               f"{type(video).__name__}. For IMAGE frames use Create Video first.")
+    source = video.get_stream_source()
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise StereoInputError(f"The video file '{path}' given to '{input_name}' does not exist.")
+        return path
+    return _spill(source, spill_folder)
+
+
+def _spill(stream, folder: Path) -> Path:
+    digest = hashlib.sha256()
+    stream.seek(0)
+    for block in iter(lambda: stream.read(_SPILL_BLOCK), b""):
+        digest.update(block)
+    path = Path(folder) / f"video-{digest.hexdigest()[:24]}"
+    if not path.is_file():
+        from ..stereo_core.video_io import partial_path, publish
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(path)
+        try:
+            stream.seek(0)
+            with open(partial, "wb") as handle:
+                shutil.copyfileobj(stream, handle, _SPILL_BLOCK)
+            publish(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+    stream.seek(0)
+    return path
+
+
+_SPILL_BLOCK = 1 << 20

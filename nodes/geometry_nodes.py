@@ -6,7 +6,7 @@ from ..stereo_core.anaglyph import MODES as ANAGLYPH_MODES
 from ..stereo_core.anaglyph import anaglyph
 from ..stereo_core.disparity import NORMALIZATIONS, UNITS, DisparitySettings
 from ..stereo_core.errors import StereoInputError
-from ..stereo_core.frames import check_clip, resize_frames
+from ..stereo_core.frames import check_clip, check_frame_counts, resize_frames
 from ..stereo_core.layouts import LAYOUTS, VirtualScreen, compose_splat_grid, compose_stereo, split_splat_grid
 from ..stereo_core.mask import refine_mask
 from ..stereo_core.splatting import occlusion_from_depth, warp_clip
@@ -16,14 +16,15 @@ from .common import CATEGORY
 
 DEPTH_TOOLTIP = (
     "Depth clip as depth nodes output it (IMAGE, 1 = near, bright = near). Any size: it is resized to the "
-    "image's size (bilinear). One frame is used for every image frame."
+    "image's size (bilinear). Any value scale unless normalize is 'none'. One frame is used for every image frame."
 )
 
 DISPARITY_INPUTS = {
     "max_disp": ("FLOAT", {"default": 20.0, "min": 0.0, "max": 4096.0, "step": 0.5,
                            "tooltip": "Strength of the 3D effect: parallax of the nearest point (at convergence 0.5). "
                                       "The farthest point gets -max_disp. 20 px is the reference's default; in "
-                                      "'percent' mode 2 means 2% of the frame width."}),
+                                      "'percent' mode 2 means 2% of the frame width. Must stay below half the "
+                                      "frame width, or the holes could cover the whole frame."}),
     "disp_unit": (list(UNITS), {"default": "pixels",
                                 "tooltip": "pixels: as the reference. percent: of the frame width, so one setting "
                                            "looks the same at any resolution."}),
@@ -212,16 +213,19 @@ class SplatGridCompose:
         return {"required": {
             "left": ("IMAGE", {"tooltip": "Left-eye clip (top-left tile)."}),
             "depth": ("IMAGE", {"tooltip": "Depth clip (top-right tile, drawn with the colormap); resized to the "
-                                           "left clip's size."}),
+                                           "left clip's size. A single frame is used for every frame."}),
             "occlusion": ("MASK", {"tooltip": "Occlusion mask from Forward Warp Stereo (bottom-left tile)."}),
             "warped": ("IMAGE", {"tooltip": "Warped right view from Forward Warp Stereo (bottom-right tile)."}),
             "colormap": (list(COLORMAPS), {"default": "inferno", "tooltip": "How the depth tile is drawn."}),
         }}
 
     def compose(self, left, depth, occlusion, warped, colormap):
-        left = check_clip(left, "left")
+        # Checked here under the names the user sees; compose_splat_grid checks the values.
+        left = check_clip(left, "left", values=False)
+        depth = check_clip(depth, "depth", channels=(1, 3), values=False)
+        check_frame_counts(left.shape[0], depth.shape[0], "left", "depth")
         depth_vis = visualize_depth(depth, colormap)
-        depth_vis = resize_frames(depth_vis, left.shape[1], left.shape[2])
+        depth_vis = resize_frames(depth_vis, left.shape[1], left.shape[2]).expand(left.shape[0], -1, -1, -1)
         return (compose_splat_grid(left, depth_vis, occlusion, warped),)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..stereo_core.color import MODES as COLOR_MODES
 from ..stereo_core.color import match_colors
-from ..stereo_core.inpainting import InpaintSettings, inpaint_clip
+from ..stereo_core.inpainting import TILE_BLENDS, InpaintSettings, inpaint_clip
 from .comfy_adapter import Progress
 from .common import CATEGORY
 from .model_nodes import MODEL_TYPES
@@ -51,6 +51,13 @@ class StereoCrafterInpaintChunked:
                                  "tooltip": "Split each frame into tile_num x tile_num tiles (128 px overlap, "
                                             "blended in latent space) to save GPU memory at high resolution. "
                                             "Raised automatically if the GPU runs out of memory."}),
+            "tile_blend": (list(TILE_BLENDS), {"default": _DEFAULTS.tile_blend,
+                                               "tooltip": "How tiles are joined (tile_num > 1). reference: "
+                                                          "exactly as StereoCrafter (each tile fades in over "
+                                                          "its first 128 px; where four tiles meet the blend "
+                                                          "leaves a small step). crossfade: a smooth linear "
+                                                          "cross-fade everywhere, corners included (4x smaller "
+                                                          "steps there, see docs/reference_comparison.md)."}),
             "color_match": (list(COLOR_MODES), {"default": _DEFAULTS.color_match,
                                                 "tooltip": "Match the right eye's colours to the left eye's "
                                                            "(from non-hole pixels): per chunk, per frame, once "
@@ -66,10 +73,10 @@ class StereoCrafterInpaintChunked:
         }}
 
     def inpaint(self, stereocrafter_model, warped, mask, steps, guidance, min_guidance, frames_chunk, overlap,
-                tile_num, color_match, keep_unmasked, seed, left=None):
+                tile_num, color_match, keep_unmasked, seed, tile_blend=_DEFAULTS.tile_blend, left=None):
         settings = InpaintSettings(steps=steps, min_guidance=min_guidance, max_guidance=guidance,
                                    frames_chunk=frames_chunk, overlap=overlap, tile_num=tile_num,
-                                   color_match=color_match, keep_unmasked=keep_unmasked)
+                                   tile_blend=tile_blend, color_match=color_match, keep_unmasked=keep_unmasked)
         result = inpaint_clip(stereocrafter_model, warped, mask, settings, left=left, seed=seed, progress=Progress(1))
         return (result.frames,)
 

@@ -3,11 +3,6 @@ python -m stereo_core download --models DIR fetches the models (see stereo_core.
 
 import sys
 
-if sys.argv[1:2] == ["download"]:
-    from .download import main as download
-
-    sys.exit(download(sys.argv[2:]))
-
 from .cli import main
 
 sys.exit(main())

@@ -1,5 +1,6 @@
 """Command line: 2D video files to stereo 3D, with the same code and defaults as the ComfyUI nodes.
 
+    python -m stereo_core download --models /path/to/models     # once: the model weights
     python -m stereo_core input.mp4 -o output_sbs.mp4 --models /path/to/models
 
 The work runs through the streaming engine (stereo_core.engine): memory stays flat however long
@@ -21,14 +22,24 @@ import torch
 
 from . import model_files
 from .anaglyph import MODES as ANAGLYPH_MODES
-from .color import MODES as COLOR_MODES
+from .convergence import AutoConvergence
 from .depthcrafter import DepthCrafterSettings
 from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
-from .engine import ConversionJob, ConversionSettings, Models, OutputSettings, Reporter, convert, plan_conversion
+from .engine import (
+    STREAM_COLOR_MODES,
+    ConversionJob,
+    ConversionSettings,
+    Models,
+    OutputSettings,
+    Reporter,
+    convert,
+    plan_conversion,
+)
 from .engine.scenes import SceneSettings, convert_scenes, require_scenedetect
 from .errors import StereoInputError
-from .inpainting import InpaintSettings
-from .layouts import LAYOUTS
+from .inpainting import TILE_BLENDS, InpaintSettings
+from .layouts import LAYOUTS, VirtualScreen
+from .spatial_media import filename_tag
 from .placement import DTYPE_CHOICES, POLICIES, resolve_dtype
 from .video_diffusion import VideoDiffusionModel, load_video_diffusion
 from .video_io import CONTAINERS, is_complete_video
@@ -36,9 +47,7 @@ from .video_io import CONTAINERS, is_complete_video
 log = logging.getLogger("stereo_core")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 _DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), DisparitySettings(), OutputSettings()
-_SCENES = SceneSettings()
-# Colour matching over the whole clip at once is not streamable; the engine offers the others.
-STREAM_COLOR_MODES = tuple(mode for mode in COLOR_MODES if mode != "clip")
+_SCREEN, _AUTO, _SCENES = VirtualScreen(), AutoConvergence(), SceneSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn 2D videos into stereo 3D: DepthCrafter depth, forward warp, StereoCrafter inpainting, "
                     "then side-by-side (or top-bottom) video and an optional red/cyan anaglyph. Audio, frame "
                     "timing and orientation are kept. Long videos stream in bounded memory; an interrupted run "
-                    "continues where it stopped when the same command is run again.",
+                    "continues where it stopped when the same command is run again. First fetch the models with: "
+                    "python -m stereo_core download --models DIR",
     )
     parser.add_argument("inputs", nargs="+", type=Path, help="Video file(s), or folders of videos.")
     parser.add_argument("-o", "--output", type=Path,
@@ -55,11 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
                              "to each input, named <input>_<format>.mp4).")
     parser.add_argument("--format", choices=LAYOUTS, default=_OUTPUT.layout,
                         help="sbs: full side-by-side (the reference); half-sbs/half-tb keep the source size (3D TVs); "
-                             "tb: top-bottom.")
+                             "tb: top-bottom; vr180: each eye a flat screen in a 180-degree frame (headsets).")
     parser.add_argument("--swap-eyes", action="store_true", help="Right eye first (cross-eyed viewing).")
     parser.add_argument("--anaglyph", nargs="?", const="color", choices=ANAGLYPH_MODES,
                         help="Also write <output>_anaglyph (red/cyan; mode defaults to color).")
     parser.add_argument("--save-depth", action="store_true", help="Also write the depth as <output>_depth.")
+    parser.add_argument("--filename-tags", action="store_true",
+                        help="Name outputs with the layout tag headset players read (<input>_LR.mp4, _TB, _HSBS, "
+                             "_HOU, _180_LR; see docs/players.md) instead of <input>_<format>.mp4.")
+    parser.add_argument("--no-metadata", action="store_true",
+                        help="Do not write the stereo layout into the file (st3d/sv3d boxes, Matroska StereoMode).")
+    parser.add_argument("--comfort-report", action="store_true",
+                        help="Also write <output>_comfort.png (disparity over time against comfort limits) and "
+                             ".json, and print a one-line verdict.")
+    parser.add_argument("--screen-width", type=int, default=1920,
+                        help="Screen width in pixels the comfort report's pixel figures are for.")
     parser.add_argument("--crf", type=int, default=_OUTPUT.crf, help="H.264 quality (lower = better, larger).")
     parser.add_argument("--segment-frames", type=int, default=_OUTPUT.segment_frames,
                         help="Frames per encoded piece: the unit an interrupted run never redoes once finished "
@@ -84,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Depth value on the screen plane (0..1).")
     group.add_argument("--invert-depth", action="store_true", help="For depth videos where white means far.")
     group.add_argument("--normalize", choices=NORMALIZATIONS, default=_DISPARITY.normalize)
+    group.add_argument("--auto-convergence", type=float, nargs="?", const=1.0, metavar="STRENGTH",
+                       help="Move the screen plane to the main subject (centre-weighted median depth), smoothed over "
+                            "time; STRENGTH 0..1 (default 1). --convergence is where it starts from.")
+    group.add_argument("--convergence-smoothing", type=float, default=_AUTO.smoothing_seconds, metavar="SECONDS",
+                       help="Gaussian smoothing of the auto-convergence plane over time (0: one value per clip).")
+
+    group = parser.add_argument_group("vr180 screen")
+    group.add_argument("--vr180-fov", type=float, default=_SCREEN.fov,
+                       help="Width of the virtual screen as an angle (degrees).")
+    group.add_argument("--vr180-distance", type=float, default=_SCREEN.distance,
+                       help="Distance of the virtual screen in metres (0 = at infinity).")
+    group.add_argument("--vr180-eye-size", type=int, default=_SCREEN.eye_size,
+                       help="Pixels per eye (square); 0 = from the source's resolution, at most 2048.")
 
     group = parser.add_argument_group("inpainting")
     group.add_argument("--no-inpaint", action="store_true",
@@ -93,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--overlap", type=int, default=_INPAINT.overlap)
     group.add_argument("--tile-num", type=int, default=_INPAINT.tile_num,
                        help="n x n spatial tiles; raise on out-of-memory at high resolution.")
+    group.add_argument("--tile-blend", choices=TILE_BLENDS, default=_INPAINT.tile_blend,
+                       help="How tiles are joined: reference (as the official code) or crossfade (smoother corners, "
+                            "see docs/reference_comparison.md).")
     group.add_argument("--color-match", choices=STREAM_COLOR_MODES, default=_INPAINT.color_match)
 
     group = parser.add_argument_group("models and device")
@@ -159,6 +195,8 @@ def check_arguments(args) -> None:
     """Settings that are wrong for any video, refused before anything is read."""
     if args.max_frames is not None and args.max_frames < 1:
         raise StereoInputError(f"--max-frames must be at least 1, got {args.max_frames}.")
+    if args.screen_width < 1:
+        raise StereoInputError(f"--screen-width must be a number of pixels, got {args.screen_width}.")
     settings_of(args).check(width=1 << 30)  # the width-dependent checks run per video, before any model
     if args.ray is not None and args.ray_workers is not None and args.ray_workers < 1:
         raise StereoInputError(f"--ray-workers must be at least 1, got {args.ray_workers}.")
@@ -183,10 +221,15 @@ def settings_of(args) -> ConversionSettings:
                                   invert=args.invert_depth, normalize=args.normalize)
     inpaint = None if args.no_inpaint else InpaintSettings(
         steps=args.steps, frames_chunk=args.frames_chunk, overlap=args.overlap, tile_num=args.tile_num,
-        color_match=args.color_match)
+        tile_blend=args.tile_blend, color_match=args.color_match)
+    screen = VirtualScreen(fov=args.vr180_fov, distance=args.vr180_distance, eye_size=args.vr180_eye_size)
     output = OutputSettings(layout=args.format, swap_eyes=args.swap_eyes, anaglyph=args.anaglyph or "color",
-                            crf=args.crf, segment_frames=args.segment_frames)
-    return ConversionSettings(depth=depth, disparity=disparity, inpaint=inpaint, output=output, seed=args.seed)
+                            crf=args.crf, segment_frames=args.segment_frames, screen=screen,
+                            metadata=not args.no_metadata)
+    auto = None if args.auto_convergence is None else AutoConvergence(
+        strength=args.auto_convergence, smoothing_seconds=args.convergence_smoothing)
+    return ConversionSettings(depth=depth, disparity=disparity, inpaint=inpaint, output=output, seed=args.seed,
+                              auto_convergence=auto)
 
 
 # --- jobs: which files go where, checked before any work ---------------------------------------------
@@ -198,14 +241,28 @@ class Job:
     outputs: dict[str, Path]  # "stereo", and "anaglyph" / "depth" when asked for
     depth_video: Path | None = None
     work_dir: Path = field(default=Path("."))
+    comfort_report: Path | None = None
 
     @property
     def output(self) -> Path:
         return self.outputs["stereo"]
 
 
+# Player tags of every layout, e.g. _LR, _TB, _180_LR (see docs/players.md).
+PLAYER_TAGS = tuple(sorted({filename_tag(layout, swap) for layout in LAYOUTS for swap in (False, True)} - {""}))
+
+
 def _is_our_output(path: Path) -> bool:
-    return path.stem.endswith(tuple(f"_{kind}" for kind in (*LAYOUTS, "anaglyph", "depth")))
+    return path.stem.endswith((*(f"_{kind}" for kind in (*LAYOUTS, "anaglyph", "depth")), *PLAYER_TAGS))
+
+
+def _layout_label(args) -> str:
+    """What a default output name ends with: the format, or the tag players read. VR180 always gets its
+    tag: some players take "vr180" in a name for fisheye video."""
+    tag = filename_tag(args.format, args.swap_eyes)
+    if tag and (args.filename_tags or args.format == "vr180"):
+        return tag
+    return f"_{args.format}"
 
 
 def _videos_in(path: Path) -> list[Path]:
@@ -240,8 +297,9 @@ def plan_jobs(args) -> list[Job]:
     if several and args.depth_video is not None and not args.depth_video.is_dir():
         raise StereoInputError("With several inputs, --depth-video must be a folder of <input name>_depth.mp4 files.")
     jobs = []
+    label = _layout_label(args)
     for source in sources:
-        name = f"{source.stem}_{args.format}.mp4"
+        name = f"{source.stem}{label}.mp4"
         if args.output is None:
             output = source.with_name(name)
         elif several or args.output.is_dir() or not args.output.suffix:
@@ -256,13 +314,16 @@ def plan_jobs(args) -> list[Job]:
             depth = depth / f"{source.stem}_depth.mp4"
         if depth is not None and not depth.is_file():
             raise StereoInputError(f"Depth video '{depth}' does not exist.")
+        # Flat extras must not carry a stereo tag a player would act on.
+        stem = output.stem[:-len(label)] if label in PLAYER_TAGS and output.stem.endswith(label) else output.stem
         outputs = {"stereo": output}
         if args.anaglyph:
-            outputs["anaglyph"] = output.with_name(f"{output.stem}_anaglyph{output.suffix}")
+            outputs["anaglyph"] = output.with_name(f"{stem}_anaglyph{output.suffix}")
         if args.save_depth:
-            outputs["depth"] = output.with_name(f"{output.stem}_depth{output.suffix}")
+            outputs["depth"] = output.with_name(f"{stem}_depth{output.suffix}")
+        comfort = output.with_name(f"{stem}_comfort.png") if args.comfort_report else None
         work = args.work_dir / output.stem if args.work_dir else output.with_name(f".{output.stem}.work")
-        jobs.append(Job(source=source, outputs=outputs, depth_video=depth, work_dir=work))
+        jobs.append(Job(source=source, outputs=outputs, depth_video=depth, work_dir=work, comfort_report=comfort))
     _check_paths(jobs)
     for folder in sorted({path.parent for job in jobs for path in job.outputs.values()}):
         _check_writable(folder, "output")
@@ -279,7 +340,7 @@ def _check_paths(jobs: list[Job]) -> None:
             inputs[job.depth_video.resolve()] = f"the depth video '{job.depth_video}'"
     written: dict[Path, Path] = {}
     for job in jobs:
-        for path in job.outputs.values():
+        for path in (*job.outputs.values(), *([job.comfort_report] if job.comfort_report else [])):
             target = path.resolve()
             if target in inputs:
                 raise StereoInputError(f"The output '{path}' would overwrite {inputs[target]}. Choose another "
@@ -408,7 +469,8 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
             continue
         conversion_job = ConversionJob(source=job.source, outputs=job.outputs, work_dir=job.work_dir,
                                        depth_video=job.depth_video, max_frames=args.max_frames,
-                                       keep_work=args.keep_work)
+                                       keep_work=args.keep_work, comfort_report=job.comfort_report,
+                                       comfort_screen_px=args.screen_width)
         try:
             planned.append((job, conversion_job, plan_conversion(conversion_job, settings)))
         except StereoInputError as error:
@@ -442,6 +504,11 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["download"]:  # python -m stereo_core download / stereocrafter-3d download
+        from .download import main as download
+
+        return download(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:

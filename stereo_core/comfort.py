@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -35,6 +34,7 @@ import torch
 
 from .disparity import DepthRange, DisparitySettings, disparity_from_depth, normalized_depth
 from .errors import StereoInputError
+from .files import atomic_output
 from .frames import DEFAULT_BATCH_FRAMES, check_clip, depth_channel, frame_batches
 
 # Percentiles stand for "nearest" and "farthest", so a few stray depth pixels do not decide a frame.
@@ -110,6 +110,15 @@ class ComfortReport:
         stats = (torch.quantile(samples, quantiles, dim=1).T * (100.0 / self.width)).cpu().tolist()
         for offset, (nearest, median, farthest) in enumerate(stats):
             self._stats[int(first_frame) + offset] = (nearest, median, farthest)
+
+    def record(self, nearest: torch.Tensor, median: torch.Tensor, farthest: torch.Tensor, first_frame: int = 0) -> None:
+        """Add per-frame statistics already measured, in pixels of this report's frame width (e.g. from the
+        streaming engine's depth statistics, which a resumed run keeps)."""
+        stats = torch.stack([nearest, median, farthest], dim=1).double() * (100.0 / self.width)
+        if not bool(torch.isfinite(stats).all()):
+            raise StereoInputError("Disparity statistics for the comfort report contain NaN or infinite values.")
+        for offset, values in enumerate(stats.tolist()):
+            self._stats[int(first_frame) + offset] = tuple(values)
 
     def state_dict(self) -> dict:
         return {"width": self.width, "limits": asdict(self.limits), "screen_width_px": self.screen_width_px,
@@ -194,13 +203,8 @@ class ComfortReport:
 
 
 def _atomic_write(path: Path, write: Callable) -> None:
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    try:
-        with open(partial, "wb") as handle:
-            write(handle)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_output(path) as partial, open(partial, "wb") as handle:
+        write(handle)
 
 
 def measure_depth(

@@ -10,7 +10,6 @@ retries the chunk with more tiles; optional colour matching and hole-only compos
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 
 import torch
@@ -39,9 +38,11 @@ from .video_diffusion import (
 log = logging.getLogger(__name__)
 OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
-# The UNet halves latents three times, so tiles are multiples of 8 latents (64 px).
+# The UNet halves latents three times, so frames are padded to multiples of 8 latents (64 px).
 LATENT_MULTIPLE = 8
+LATENT_FACTOR = 8  # pixels per latent (the SVD VAE's), as the reference's tile arithmetic assumes
 MAX_TILES = 8
+TILE_BLENDS = ("reference", "crossfade")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class InpaintSettings:
     overlap: int = 3
     tile_num: int = 1
     tile_overlap: int = 128  # pixels
+    tile_blend: str = "reference"  # or "crossfade" (see blend_tiles)
     encode_chunk: int = 5
     decode_chunk: int = 2
     color_match: str = "chunk"
@@ -78,8 +80,11 @@ class InpaintSettings:
             )
         if self.tile_num < 1:
             raise StereoInputError(f"tile_num must be at least 1, got {self.tile_num}.")
-        if self.tile_overlap < 0 or self.encode_chunk < 1 or self.decode_chunk < 1:
-            raise StereoInputError("tile_overlap must be >= 0 and encode/decode chunks at least 1 frame.")
+        if self.tile_overlap < 0 or self.tile_overlap % LATENT_FACTOR or self.encode_chunk < 1 or self.decode_chunk < 1:
+            raise StereoInputError(f"tile_overlap must be a multiple of {LATENT_FACTOR} px (>= 0) and encode/decode "
+                                   f"chunks at least 1 frame.")
+        if self.tile_blend not in TILE_BLENDS:
+            raise StereoInputError(f"tile_blend '{self.tile_blend}' is not one of {', '.join(TILE_BLENDS)}.")
         if self.color_match not in COLOR_MODES:
             raise StereoInputError(f"color_match '{self.color_match}' is not one of {', '.join(COLOR_MODES)}.")
 
@@ -118,35 +123,95 @@ def plan_chunks(frames: int, frames_chunk: int, overlap: int) -> list[Chunk]:
 
 @dataclass(frozen=True)
 class TileGrid:
-    """Tiles along one axis, in latent units: equal sizes (multiples of 8), starts from 0 to the end."""
+    """Tiles along one axis, in latent units: one size, starts from 0 to the end, each tile after the first
+    fading in over its first `fade` latents."""
 
     length: int
     size: int
     starts: tuple[int, ...]
+    fade: int = 0
 
     def overlaps(self) -> list[int]:
         return [self.starts[k] + self.size - self.starts[k + 1] for k in range(len(self.starts) - 1)]
 
+    def kept(self, k: int) -> slice:
+        """The part of the axis taken from tile k: up to where the next tile starts."""
+        return slice(self.starts[k], self.starts[k + 1] if k + 1 < len(self.starts) else self.length)
+
 
 def plan_tiles(length: int, count: int, overlap: int) -> TileGrid:
-    """`count` tiles covering `length` latents with at least `overlap` shared between neighbours."""
+    """`count` tiles over `length` latents, placed as the reference places them.
+
+    The reference's tile is int((L + o (n-1)) / n) pixels (L and o in pixels) at multiples of
+    size - o. Where that size is not a whole number of latents the reference fails (its
+    pipeline wants multiples of 8 px); there the size is rounded up to whole latents and the
+    starts are spread evenly from 0 to the end, so every overlap is still at least `overlap`.
+    Both cover the frame to its last row and column.
+    """
     if count == 1:
         return TileGrid(length, length, (0,))
-    size = math.ceil((length + overlap * (count - 1)) / count / LATENT_MULTIPLE) * LATENT_MULTIPLE
+    pixels = (length + overlap * (count - 1)) * LATENT_FACTOR // count
+    size = -(-pixels // LATENT_FACTOR)
     if size >= length or size <= overlap:
         raise StereoInputError(
-            f"tile_num {count} makes tiles of {size * 8} px for a {length * 8} px side with a {overlap * 8} px tile "
-            f"overlap: tiles must be larger than the overlap and smaller than the frame. Use a smaller tile_num."
+            f"tile_num {count} makes tiles of {size * LATENT_FACTOR} px for a {length * LATENT_FACTOR} px side with a "
+            f"{overlap * LATENT_FACTOR} px tile overlap: tiles must be larger than the overlap and smaller than the "
+            f"frame. Use a smaller tile_num."
         )
-    starts = tuple(round(k * (length - size) / (count - 1)) for k in range(count))
-    return TileGrid(length, size, starts)
+    if pixels % LATENT_FACTOR == 0:
+        starts = tuple(k * (size - overlap) for k in range(count))
+    else:
+        starts = tuple(round(k * (length - size) / (count - 1)) for k in range(count))
+    return TileGrid(length, size, starts, overlap)
 
 
-def blend_tiles(tiles: list[list[torch.Tensor]], rows: TileGrid, cols: TileGrid) -> torch.Tensor:
-    """Assemble per-tile latents [..., h, w] into one, cross-fading linearly across each overlap.
+def blend_tiles(tiles: list[list[torch.Tensor]], rows: TileGrid, cols: TileGrid, mode: str = "reference"
+                ) -> torch.Tensor:
+    """Assemble per-tile latents [..., h, w] (row-major grid) into one latent frame.
 
-    torch.lerp keeps equal values exactly, so tiles that agree assemble to the same values.
+    reference: as the reference, tile by tile in row-major order, each tile's first `fade`
+    rows are blended in place with the (already blended) tile above, then its first `fade`
+    columns with the tile to its left, the new tile weighing k / fade (k = 0 .. fade-1); each
+    tile then gives the part up to where the next one starts. Corners are blended twice.
+    crossfade: a separable linear cross-fade across each whole overlap (bilinear at corners).
     """
+    if mode == "crossfade":
+        return _crossfade_tiles(tiles, rows, cols)
+    if mode != "reference":
+        raise StereoInputError(f"tile_blend must be one of {', '.join(TILE_BLENDS)}, got {mode!r}.")
+
+    def fade_in(earlier: torch.Tensor, later: torch.Tensor, offset: int, fade: int, dim: int) -> None:
+        if fade == 0:
+            return
+        shape = [1] * later.ndim
+        shape[dim] = fade
+        weight = (torch.arange(fade) / fade).view(shape).to(later.device)
+        head = later.narrow(dim, 0, fade)
+        head.copy_((1 - weight) * earlier.narrow(dim, offset, fade) + weight * head)
+
+    blended: list[list[torch.Tensor]] = []
+    for i, row in enumerate(tiles):
+        blended.append([])
+        for j, tile in enumerate(row):
+            tile = tile.clone()
+            if i > 0:
+                fade_in(blended[i - 1][j], tile, rows.starts[i] - rows.starts[i - 1], rows.fade, tile.ndim - 2)
+            if j > 0:
+                fade_in(blended[i][j - 1], tile, cols.starts[j] - cols.starts[j - 1], cols.fade, tile.ndim - 1)
+            blended[i].append(tile)
+
+    first = blended[0][0]
+    result = first.new_empty((*first.shape[:-2], rows.length, cols.length))
+    for i, row in enumerate(blended):
+        for j, tile in enumerate(row):
+            kept_rows, kept_cols = rows.kept(i), cols.kept(j)
+            result[..., kept_rows, kept_cols] = tile[..., :kept_rows.stop - kept_rows.start,
+                                                     :kept_cols.stop - kept_cols.start]
+    return result
+
+
+def _crossfade_tiles(tiles: list[list[torch.Tensor]], rows: TileGrid, cols: TileGrid) -> torch.Tensor:
+    """Linear cross-fade across each overlap; torch.lerp keeps equal values exactly."""
     def fade(length: int, like: torch.Tensor, dim: int) -> torch.Tensor:
         weight = torch.arange(length, dtype=like.dtype, device=like.device) / max(length, 1)
         shape = [1] * like.ndim
@@ -248,7 +313,7 @@ def _tiled_latents(denoise: _Denoiser, frames, mask, tile_num: int, tile_overlap
                 latents[..., top:top + rows.size, left:left + cols.size]
             row.append(denoise(frames[window], mask[window], tile_latents).cpu())
         tiles.append(row)
-    return blend_tiles(tiles, rows, cols)
+    return blend_tiles(tiles, rows, cols, denoise.settings.tile_blend)
 
 
 def _more_tiles(size: tuple[int, int], tile_num: int, tile_overlap: int, factor: int) -> int:

@@ -56,6 +56,15 @@ class VirtualScreen:
         return int(min(AUTO_EYE_SIZE_CAP, max(16, 16 * math.ceil(wanted / 16))))
 
 
+def stereo_frame_size(layout: str, height: int, width: int, screen: VirtualScreen = VirtualScreen()) -> tuple[int, int]:
+    """(height, width) of the frame compose_stereo makes from eyes of height x width."""
+    if layout == "vr180":
+        size = screen.eye_pixels(width)
+        return size, 2 * size
+    return {"sbs": (height, 2 * width), "half-sbs": (height, 2 * (width // 2)), "tb": (2 * height, width),
+            "half-tb": (2 * (height // 2), width)}[layout]
+
+
 def compose_stereo(
     left: torch.Tensor,
     right: torch.Tensor,

@@ -21,12 +21,12 @@ folder and is renamed over the destination at the end.
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import StereoInputError
+from .files import atomic_output
 
 STEREO_MODES = {"mono": 0, "top-bottom": 1, "left-right": 2, "custom": 3, "right-left": 4}
 METADATA_SOURCE = "StereoCrafter 3D"
@@ -108,20 +108,13 @@ def write_spatial_metadata(source: str | Path, metadata: SpatialMetadata,
     moved = [box for box in top if box.offset > moov.offset]
     new_moov = _serialize_with_offsets(tree, moov.offset, moov.size, bool(moved))
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(f".{destination.stem}.tagging{destination.suffix or '.mp4'}")
-    try:
-        with open(partial, "wb") as handle_out, open(source, "rb") as handle:
-            for box in top:
-                if box is moov:
-                    handle_out.write(new_moov)
-                    continue
-                handle.seek(box.offset)
-                _copy_bytes(handle, handle_out, box.size)
-            handle_out.flush()
-            os.fsync(handle_out.fileno())
-        os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)
+    with atomic_output(destination) as partial, open(partial, "wb") as handle_out, open(source, "rb") as handle:
+        for box in top:
+            if box is moov:
+                handle_out.write(new_moov)
+                continue
+            handle.seek(box.offset)
+            _copy_bytes(handle, handle_out, box.size)
     return destination
 
 

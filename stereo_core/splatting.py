@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import torch
 
-from .disparity import DepthRange, DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
+from .disparity import DepthRange, DisparitySettings, depth_disparity, disparity_bounds
 from .frames import (
     DEFAULT_BATCH_FRAMES,
     check_clip,
@@ -27,22 +27,37 @@ Progress = Optional[Callable[[int, int], None]]
 
 
 def _check_depth(depth: torch.Tensor, frames: int) -> torch.Tensor:
-    depth = check_clip(depth, "depth", channels=(1, 3))
+    # Values are checked while measuring the depth's range (DepthRange.of), in the same pass.
+    depth = check_clip(depth, "depth", channels=(1, 3), values=False)
     check_frame_counts(frames, depth.shape[0], "image", "depth")
     return depth
 
 
-def _disparity_batches(depth, frames, height, width, settings, batch, device):
-    """Yield (frame slice, disparity [t, H, W] on device), plus the clip's disparity bounds first."""
+def _disparity_batches(depth, frames, height, width, settings, batch, device, occlusion):
+    """Yield the clip's disparity bounds, then (frame slice, disparity [t, H, W] on device).
+
+    Each batch's disparity is written into that batch's rows of `occlusion` (the clip's
+    occlusion output, which forward_warp may overwrite as it reads) where it is float32 on
+    the device, else into one buffer reused for every batch: fresh buffers cost page
+    faults. Use each disparity before asking for the next.
+    """
     depth_range = DepthRange.of(depth, batch=batch)
+    depth_range.check_unit_range(settings)
     yield disparity_bounds(depth_range, settings, width)
+    single = depth.shape[0] == 1
+    in_place = not single and occlusion.dtype == torch.float32 and occlusion.device == device
+    buffer = None if in_place else torch.empty(
+        (1 if single else min(batch, frames), height, width), dtype=torch.float32, device=device)
+    disparity = None
     for frame_slice in frame_batches(frames, batch):
-        depth_slice = slice(0, 1) if depth.shape[0] == 1 else frame_slice
-        values = depth_channel(depth[depth_slice].to(device))
-        values = resize_frames(values, height, width)
-        values = normalized_depth(values, depth_range, depth_slice, settings)
-        disparity = disparity_from_depth(values, settings, width)
         count = frame_slice.stop - frame_slice.start
+        if disparity is None or not single:
+            depth_slice = slice(0, 1) if single else frame_slice
+            part = depth[depth_slice].to(device)
+            if part.shape[1:3] != (height, width):
+                part = resize_frames(depth_channel(part), height, width)
+            out = occlusion[frame_slice] if in_place else buffer[: part.shape[0]]
+            disparity = depth_disparity(part, depth_range, depth_slice, settings, width, out=out)
         yield frame_slice, disparity.expand(count, height, width)
 
 
@@ -69,7 +84,7 @@ def warp_clip(
 
     right = torch.empty_like(image)
     occlusion = torch.empty(image.shape[:3], dtype=image.dtype, device=image.device)
-    batches = _disparity_batches(depth, frames, height, width, settings, batch, device)
+    batches = _disparity_batches(depth, frames, height, width, settings, batch, device, occlusion)
     disp_min, disp_max = next(batches)
     for frame_slice, disparity in batches:
         forward_warp(image[frame_slice].to(device), disparity, disp_min, disp_max, right[frame_slice], occlusion[frame_slice])
@@ -90,14 +105,14 @@ def occlusion_from_depth(
 
     size: (height, width) of the frames the mask is for; default the depth's own.
     """
-    depth = check_clip(depth, "depth", channels=(1, 3))
+    depth = check_clip(depth, "depth", channels=(1, 3), values=False)
     frames = depth.shape[0]
     height, width = size if size is not None else depth.shape[1:3]
     settings.validate(width)
     device = torch.device(device) if device is not None else depth.device
 
     occlusion = torch.empty((frames, height, width), dtype=torch.float32, device=depth.device)
-    batches = _disparity_batches(depth, frames, height, width, settings, batch, device)
+    batches = _disparity_batches(depth, frames, height, width, settings, batch, device, occlusion)
     disp_min, disp_max = next(batches)
     for frame_slice, disparity in batches:
         no_colour = disparity.new_empty((*disparity.shape, 0))

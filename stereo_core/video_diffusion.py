@@ -82,6 +82,14 @@ def _load(what: str, folder: Path, loader):
         ) from error
 
 
+def _transformers_dtype_key() -> str:
+    """from_pretrained's precision argument: `dtype` since transformers 4.56, `torch_dtype` before."""
+    import transformers
+    from packaging.version import Version
+
+    return "dtype" if Version(transformers.__version__).release >= (4, 56) else "torch_dtype"
+
+
 def load_video_diffusion(
     kind: str,
     svd_folder: str | Path,
@@ -118,10 +126,11 @@ def load_video_diffusion(
         svd_folder, subfolder="vae", variant=vae_variant, torch_dtype=vae_dtype))
 
     clip_variant = model_files.find_weights(svd_folder / "image_encoder", "model", weight_dtype).variant
-    # Loaded at its stored precision, then cast: works the same on every transformers version.
+    # The precision is asked for explicitly: without it, transformers 5 loads the dtype its config.json
+    # names (float16 for SVD's encoder), rounding fp32 weights.
     image_encoder = _load("SVD CLIP image encoder", svd_folder / "image_encoder", lambda: (
-        CLIPVisionModelWithProjection.from_pretrained(svd_folder / "image_encoder", variant=clip_variant)
-        .to(weight_dtype)))
+        CLIPVisionModelWithProjection.from_pretrained(svd_folder / "image_encoder", variant=clip_variant,
+                                                      **{_transformers_dtype_key(): weight_dtype})))
 
     processor = model_files.read_svd_config(svd_folder, "feature_extractor", "preprocessor_config.json")
     scheduler_config = model_files.read_svd_config(svd_folder, "scheduler", "scheduler_config.json")

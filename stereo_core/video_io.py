@@ -12,7 +12,6 @@ when complete, so an interruption never leaves a truncated file under a final na
 from __future__ import annotations
 
 import heapq
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import StereoInputError
+from .files import atomic_output, partial_path, publish
 from .frames import DEFAULT_BATCH_FRAMES, check_clip, frame_batches
 
 # Output containers by file extension (PyAV format names).
@@ -164,8 +164,11 @@ class FrameReader:
     # Decoding this many frames to skip ahead is cheaper than a seek.
     _SEEK_AHEAD = 48
 
-    def __init__(self, info: VideoInfo):
-        self.info = info
+    def __init__(self, info: VideoInfo, grey: bool = False):
+        """grey: frames come as [n, H, W] luma (a grey depth video's values, a third of the memory); the
+        largest colour seen in them is kept in `colour` (mean channel spread, 0..1, of a thumbnail)."""
+        self.info, self.grey = info, grey
+        self.colour = 0.0
         self._container = None
         self._frames = None  # iterator over (index, picture)
         self._next = 0  # index of the frame the iterator yields next
@@ -209,7 +212,7 @@ class FrameReader:
                 self._next = index + 1
                 if index < start:
                     continue
-                pictures.append(_upright(frame.to_ndarray(format="rgb24"), info.rotation))
+                pictures.append(_upright(self._picture(frame), info.rotation))
                 if index + 1 >= stop:
                     break
         except av.error.FFmpegError as error:
@@ -221,6 +224,14 @@ class FrameReader:
                 f"'{info.path}' lists {info.frames} frames but only {got} could be decoded: the file is damaged or "
                 f"cut short. Re-copy or re-encode it, or convert only the readable part (--max-frames {got}).")
         return torch.from_numpy(np.stack(pictures))
+
+    def _picture(self, frame) -> np.ndarray:
+        if not self.grey:
+            return frame.to_ndarray(format="rgb24")
+        thumbnail = frame.to_ndarray(format="rgb24", width=64, height=36).astype(np.int16)
+        spread = float((thumbnail.max(axis=-1) - thumbnail.min(axis=-1)).mean()) / 255
+        self.colour = max(self.colour, spread)
+        return frame.to_ndarray(format="gray")
 
 
 @dataclass
@@ -255,32 +266,6 @@ def _even(pictures: torch.Tensor) -> torch.Tensor:
     if not (pad_h or pad_w):
         return pictures
     return F.pad(pictures.permute(0, 3, 1, 2), (0, pad_w, 0, pad_h), mode="replicate").permute(0, 2, 3, 1)
-
-
-def partial_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is renamed into place."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
-
-
-def sync_file(path: Path) -> None:
-    """Flush a written file to disk, so a power cut after its rename cannot leave it empty."""
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def publish(partial: Path, path: Path) -> None:
-    """Atomically move a complete file into place, durably: the data before the rename, the rename itself
-    after (a power cut leaves the old state or the new, never an empty file under the final name)."""
-    sync_file(partial)
-    os.replace(partial, path)
-    try:
-        folder = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 class SegmentWriter:
@@ -391,20 +376,21 @@ def _time(packet) -> Fraction:
 
 def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | None = None,
                   audio_range: tuple[Fraction, Fraction] | None = None,
-                  finish: Callable[[Path], None] | None = None) -> Path:
+                  finish: Callable[[Path], None] | None = None, stream_metadata: dict | None = None) -> Path:
     """Copy H.264 pieces (no re-encoding) into one file at `path`, with the audio of `audio_from` over
-    `audio_range` (seconds of its video), interleaved by time. `finish(partial)` may rewrite the complete
-    file before it is renamed into place (e.g. to add stereo metadata)."""
+    `audio_range` (seconds of its video), interleaved by time. `stream_metadata` goes into the video stream's
+    tags; `finish(partial)` may rewrite the complete file before it is renamed into place (e.g. to add
+    stereo metadata)."""
     av = _av()
     path = Path(path)
     fmt = container_format(path)
     if not segments:
         raise ValueError("no segments to join")
-    partial = partial_path(path)
-    try:
+    with atomic_output(path) as partial:
         with av.open(str(partial), mode="w", format=fmt) as output:
             with av.open(str(segments[0].path)) as first:
                 video = output.add_stream_from_template(first.streams.video[0])
+            video.metadata.update(stream_metadata or {})
             audio, audio_packets = (None, ()) if audio_from is None else \
                 _audio_packets(av, output, Path(audio_from), fmt, *audio_range)
 
@@ -432,9 +418,6 @@ def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | No
                 output.mux(packet)
         if finish is not None:
             finish(partial)
-        publish(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -20,9 +20,11 @@ are processed in blocks that stay in cache.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import os
+from typing import Callable
 
 import torch
 
@@ -37,11 +39,14 @@ DENOMINATOR_EPS = 1e-6
 # Rows per block are chosen so a block holds about this many pixels.
 _BLOCK_PIXELS = 1 << 16
 # The compiled kernel keeps its scratch in cache by itself; blocks only bound the
-# float32 copies it may need.
+# float32 copies it may need. Without copies, blocks are far larger: each call is one
+# parallel region, and on a busy machine every region's start and end cost time.
 _COMPILED_BLOCK_PIXELS = 1 << 20
+_COMPILED_BLOCK_PIXELS_IN_PLACE = 1 << 24
 # Set to 1 to keep the CPU warp on torch (e.g. if numba misbehaves in an environment).
 NO_NUMBA_ENV = "STEREOCRAFTER_NO_NUMBA"
 _compiled_cpu_splat = None
+_compiled_cpu_depth = None
 
 
 def needs_stable_weights(disp_min: float, disp_max: float) -> bool:
@@ -137,29 +142,49 @@ def _per_target_weights(disparity: torch.Tensor, slot: torch.Tensor, width: int)
     return torch.exp2(exponents * _LOG2_BASE)
 
 
+def _compiled_kernel(name: str, try_it) -> Callable | bool:
+    """warp_cpu.<name> once try_it(function) has run (so a numba that imports but cannot
+    build the kernel falls back here rather than failing mid-clip), else False."""
+    # Numba's OpenMP layer resets the process's OpenMP thread count when it starts, which torch
+    # shares: put it back, or every later torch result (and a resumed run's) would depend on
+    # whether a compiled pass ran first.
+    threads = torch.get_num_threads()
+    try:
+        function = getattr(importlib.import_module(".warp_cpu", __package__), name)
+        try_it(function)
+    except Exception as error:  # ImportError, a numba that refuses this numpy, a compile error
+        log.warning("numba is not usable (%s); the CPU warp falls back to torch, several times slower", error)
+        return False
+    finally:
+        torch.set_num_threads(threads)
+    return function
+
+
 def compiled_cpu_splat():
     """warp_cpu.splat_rows_compiled, or None where numba is missing, broken or switched off."""
     global _compiled_cpu_splat
     if os.environ.get(NO_NUMBA_ENV, "") not in ("", "0"):
         return None
     if _compiled_cpu_splat is None:
-        try:
-            from .warp_cpu import splat_rows_compiled
-
-            # Compile now, on one row, so a numba that imports but cannot build the kernel
-            # falls back here rather than failing mid-clip. Numba's OpenMP layer resets the
-            # process's OpenMP thread count when it starts, which torch shares: put it back, or
-            # every later torch result (and a resumed run's) would depend on whether a warp ran.
-            threads = torch.get_num_threads()
-            try:
-                splat_rows_compiled(torch.zeros(1, 2, 3), torch.zeros(1, 2), 0.0)
-            finally:
-                torch.set_num_threads(threads)
-        except Exception as error:  # ImportError, a numba that refuses this numpy, a compile error
-            log.warning("numba is not usable (%s); the CPU warp falls back to torch, several times slower", error)
-            splat_rows_compiled = False
-        _compiled_cpu_splat = splat_rows_compiled
+        _compiled_cpu_splat = _compiled_kernel(
+            "splat_rows_compiled", lambda splat: splat(torch.zeros(1, 2, 3), torch.zeros(1, 2), 0.0))
     return _compiled_cpu_splat or None
+
+
+def compiled_cpu_depth():
+    """(warp_cpu.depth_extremes_compiled, warp_cpu.depth_disparity_compiled), or None where numba
+    is missing, broken or switched off."""
+    global _compiled_cpu_depth
+    if os.environ.get(NO_NUMBA_ENV, "") not in ("", "0"):
+        return None
+    if _compiled_cpu_depth is None:
+        one = torch.zeros(1, 1, 2, 3)
+        extremes = _compiled_kernel("depth_extremes_compiled", lambda kernel: kernel(one))
+        no = torch.zeros(1, dtype=torch.bool)
+        disparity = _compiled_kernel("depth_disparity_compiled", lambda kernel: kernel(
+            one, torch.zeros(1), torch.ones(1), no, no, False, 0.5, 1.0))
+        _compiled_cpu_depth = (extremes, disparity) if extremes and disparity else False
+    return _compiled_cpu_depth or None
 
 
 def forward_warp(
@@ -175,7 +200,8 @@ def forward_warp(
     disp_min / disp_max: the clip's disparity range; the z-buffer is relative to the
     clip's minimum as in the reference. Default: the range of this batch.
     Results are written into out_image / out_occlusion when given (any device and
-    dtype, e.g. a preallocated CPU tensor for the whole clip) and returned.
+    dtype, e.g. a preallocated CPU tensor for the whole clip) and returned. disparity may
+    be out_occlusion itself: each row's disparity is read before its occlusion is written.
     Returns (warped [T, H, W, C], occlusion [T, H, W]) in the image's dtype.
     """
     frames, height, width, channels = image.shape
@@ -189,7 +215,8 @@ def forward_warp(
 
     splat, block_pixels = (splat_rows, _BLOCK_PIXELS)
     if image.device.type == "cpu" and (compiled := compiled_cpu_splat()) is not None:
-        splat, block_pixels = compiled, _COMPILED_BLOCK_PIXELS
+        in_place = all(t.dtype == torch.float32 and t.is_contiguous() for t in (image, out_image, out_occlusion))
+        splat, block_pixels = compiled, _COMPILED_BLOCK_PIXELS_IN_PLACE if in_place else _COMPILED_BLOCK_PIXELS
 
     rows = image.reshape(frames * height, width, channels)
     disp_rows = disparity.reshape(frames * height, width)

@@ -1,4 +1,5 @@
-"""The forward warp's CPU kernel, compiled with numba.
+"""The forward warp's CPU kernels, compiled with numba: the splat, and the depth passes
+before it (a depth IMAGE's extremes, and its disparity).
 
 Same contract and semantics as warp.splat_rows (the torch version, which serves other
 devices and CPUs without numba). Each worker thread takes a run of rows; per row:
@@ -10,7 +11,11 @@ devices and CPUs without numba). Each worker thread takes a run of rows; per row
    each (numba does not vectorise this by itself, hence the small LLVM intrinsics);
 3. normalisation, which also clears each slot for the next row.
 
-Imported lazily: numba takes a moment to import and compiles the kernel on first use,
+The depth passes read a depth IMAGE [T, H, W, 1 or 3] as it is stored, so a grey
+clip costs no channel copy, and fold the checks (NaN, infinity) and the normalisation
+into the same pass; they compute exactly what the torch path computes (no fast-math).
+
+Imported lazily: numba takes a moment to import and compiles the kernels on first use,
 then caches the machine code beside this file (or in the user's cache folder).
 """
 
@@ -202,7 +207,73 @@ class _CacheKeyedByModuleName(FunctionCache):
         return (*super()._index_key(sig, codegen), self._py_func.__module__)
 
 
-_splat_rgb_rows._cache = _CacheKeyedByModuleName(_splat_rgb_rows.py_func)
+_EXACT_OPTIONS = dict(nogil=True, error_model="numpy", boundscheck=False)
+
+
+@numba.njit(inline="always", **_EXACT_OPTIONS)
+def _depth_value(pixels, x):  # pragma: no cover (compiled)
+    """frames.depth_channel of one pixel of pixels [W, C]: a grey pixel's value, else the channels' mean."""
+    first = pixels[x, 0]
+    if pixels.shape[1] == 1:
+        return first
+    second, third = pixels[x, 1], pixels[x, 2]
+    if first == second and second == third:
+        return first
+    return np.float32((first + second + third) / np.float32(3.0))
+
+
+@numba.njit(parallel=True, **_EXACT_OPTIONS)
+def _depth_row_extremes(depth, threads, lows, highs, grey):  # pragma: no cover (compiled)
+    """depth [R, W, C] -> lows, highs, grey [R]: each row's smallest and largest depth (NaN
+    where the row holds NaN or infinity), and whether all its pixels are grey."""
+    rows, width, channels = depth.shape
+    rows_per_thread = (rows + threads - 1) // threads
+    for thread in numba.prange(threads):
+        for row in range(thread * rows_per_thread, min(rows, (thread + 1) * rows_per_thread)):
+            pixels = depth[row]
+            low, high, spoilt = np.float32(np.inf), np.float32(-np.inf), np.float32(0.0)
+            row_grey = True
+            for x in range(width):
+                value = _depth_value(pixels, x)
+                low = min(low, value)
+                high = max(high, value)
+                spoilt += value - value  # stays 0 unless a value is NaN or infinite
+                if channels > 1:
+                    row_grey &= pixels[x, 0] == pixels[x, 1] and pixels[x, 1] == pixels[x, 2]
+            if spoilt != 0:
+                low = high = np.float32(np.nan)
+            lows[row], highs[row], grey[row] = low, high, row_grey
+
+
+@numba.njit(parallel=True, **_EXACT_OPTIONS)
+def _depth_rows_disparity(depth, frame_rows, lows, spans, flat, grey, invert, convergence, pixels2, threads,
+                          out):  # pragma: no cover (compiled)
+    """depth [R, W, C] -> out [R, W]: disparity.normalized_depth then disparity_from_depth,
+    operation for operation; row r belongs to frame r // frame_rows of lows / spans / flat /
+    grey (a frame known to be grey is read from its first channel alone, which is faster)."""
+    rows, width, _ = depth.shape
+    one = np.float32(1.0)
+    rows_per_thread = (rows + threads - 1) // threads
+    for thread in numba.prange(threads):
+        for row in range(thread * rows_per_thread, min(rows, (thread + 1) * rows_per_thread)):
+            frame = row // frame_rows
+            low, span = lows[frame], spans[frame]
+            pixels, target = depth[row], out[row]
+            if flat[frame]:
+                target[:] = convergence
+            elif grey[frame]:
+                for x in range(width):
+                    target[x] = (pixels[x, 0] - low) / span
+            else:
+                for x in range(width):
+                    target[x] = (_depth_value(pixels, x) - low) / span
+            for x in range(width):
+                normalized = -target[x] + one if invert else target[x]
+                target[x] = (normalized - convergence) * pixels2
+
+
+for _kernel in (_splat_rgb_rows, _depth_row_extremes, _depth_rows_disparity):
+    _kernel._cache = _CacheKeyedByModuleName(_kernel.py_func)
 
 
 def splat_rows_compiled(
@@ -219,8 +290,7 @@ def splat_rows_compiled(
     occlusion alone. float32 contiguous outputs are written in place, without copies.
     """
     num_rows, width, channels = rows.shape
-    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, num_rows))
-    numba.set_num_threads(threads)
+    threads = _threads(num_rows)
     shift = disparity.to(torch.float32).contiguous().numpy()
     warped = _writable_float32(out, (num_rows, width, channels))
     occlusion = _writable_float32(out_occlusion, (num_rows, width))
@@ -229,6 +299,8 @@ def splat_rows_compiled(
         colour = rows.to(torch.float32).contiguous()
         _splat_rgb_rows(colour.numpy(), shift, *scalars, warped.numpy(), occlusion.numpy())
     else:
+        if np.may_share_memory(shift, occlusion.numpy()):
+            shift = shift.copy()  # each group's pass rewrites the occlusion, which holds the disparity
         for first in range(0, max(channels, 1), _COLOURS):
             count = min(_COLOURS, channels - first)
             colour = torch.zeros((num_rows, width, _COLOURS), dtype=torch.float32)
@@ -244,3 +316,48 @@ def _writable_float32(out: torch.Tensor | None, shape: tuple[int, ...]) -> torch
     if out is not None and out.dtype == torch.float32 and out.device.type == "cpu" and out.is_contiguous():
         return out
     return torch.empty(shape, dtype=torch.float32)
+
+
+def _threads(rows: int) -> int:
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, rows))
+    numba.set_num_threads(threads)
+    return threads
+
+
+def _depth_rows(depth: torch.Tensor) -> np.ndarray:
+    """A depth batch [t, H, W, C] or [t, H, W] as float32 rows [t H, W, C], without a copy where possible."""
+    depth = depth.to(torch.float32).contiguous()
+    if depth.ndim == 3:
+        depth = depth.unsqueeze(-1)
+    return depth.view(-1, depth.shape[2], depth.shape[3]).numpy()
+
+
+def depth_extremes_compiled(depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-frame min and max of frames.depth_channel(depth) for a batch [t, H, W, C] or [t, H, W]
+    (NaN for a frame holding NaN or infinity), and whether each frame is grey."""
+    rows = _depth_rows(depth)
+    count = rows.shape[0]
+    lows, highs, grey = np.empty(count, np.float32), np.empty(count, np.float32), np.empty(count, np.bool_)
+    _depth_row_extremes(rows, _threads(count), lows, highs, grey)
+    frames = depth.shape[0]
+    # torch's amin / amax carry a row's NaN into its frame
+    return (torch.from_numpy(lows).view(frames, -1).amin(dim=1), torch.from_numpy(highs).view(frames, -1).amax(dim=1),
+            torch.from_numpy(grey).view(frames, -1).all(dim=1))
+
+
+def depth_disparity_compiled(
+    depth: torch.Tensor, lows: torch.Tensor, spans: torch.Tensor, flat: torch.Tensor, grey: torch.Tensor,
+    invert: bool, convergence: float, pixels2: float, out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Disparity [t, H, W] of a depth batch [t, H, W, C] or [t, H, W] at the frame size, with
+    per-frame normalisation lows, spans and flat [t], and grey [t]: frames known to be grey
+    (see disparity.depth_disparity)."""
+    rows = _depth_rows(depth)
+    frames, height, width = depth.shape[:3]
+    result = _writable_float32(out, (frames, height, width))
+    # contiguous, so one compiled (and cached) signature serves every call
+    per_frame = [np.ascontiguousarray(values.numpy()) for values in
+                 (lows.to(torch.float32), spans.to(torch.float32), flat.to(torch.bool), grey.to(torch.bool))]
+    _depth_rows_disparity(rows, height, *per_frame, invert, np.float32(convergence), np.float32(pixels2),
+                          _threads(rows.shape[0]), result.view(-1, width).numpy())
+    return copy_into(out, result)

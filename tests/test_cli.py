@@ -345,8 +345,13 @@ def test_an_interrupted_final_join_leaves_nothing_and_resumes(source, tmp_path, 
     output = tmp_path / "out.mp4"
     original = video_io.join_segments
 
-    def interrupted(path, *args, **kwargs):
-        original(path, *args, finish=lambda partial: (_ for _ in ()).throw(KeyboardInterrupt()), **kwargs)
+    def interrupted(path, *args, finish=None, **kwargs):
+        def stop(partial):  # the whole file is written, then the run is interrupted before the rename
+            if finish is not None:
+                finish(partial)
+            raise KeyboardInterrupt
+
+        original(path, *args, finish=stop, **kwargs)
 
     monkeypatch.setattr(video_io, "join_segments", interrupted)
     monkeypatch.setattr("stereo_core.engine.pipeline.join_segments", interrupted)
@@ -356,3 +361,79 @@ def test_an_interrupted_final_join_leaves_nothing_and_resumes(source, tmp_path, 
     monkeypatch.undo()
     assert run(source, "-o", output, *common) == 0
     assert all(np.array_equal(a, b) for a, b in zip(decoded(output), decoded(reference)))
+
+
+# --- files players recognise as 3D ------------------------------------------------------------------
+
+
+def test_vr180_frames_are_two_squares_with_spherical_metadata(source, tmp_path):
+    from stereo_core.spatial_media import VR180, read_spatial_metadata
+
+    depth = grey_depth(tmp_path / "depth.mp4")
+    assert run(source, "--format", "vr180", "--vr180-eye-size", "128", "--depth-video", depth, "--no-inpaint",
+               "--quiet") == 0
+    output = source.with_name("clip_180_LR.mp4")  # no "vr180" in the name: players take it for fisheye
+    facts = describe(output)
+    assert (facts["width"], facts["height"], facts["frames"]) == (256, 128, 10)
+    assert len(decoded(output)) == 10
+    assert read_spatial_metadata(output) == VR180
+
+
+@pytest.mark.parametrize("layout, mode, swap", [("sbs", "left-right", False), ("half-tb", "top-bottom", False),
+                                                ("sbs", "right-left", True)])
+def test_flat_stereo_files_carry_their_layout(layout, mode, swap, source, tmp_path):
+    from stereo_core.spatial_media import read_spatial_metadata
+
+    depth = grey_depth(tmp_path / "depth.mp4")
+    output = tmp_path / "out.mp4"
+    assert run(source, "-o", output, "--format", layout, *(["--swap-eyes"] if swap else []), "--depth-video",
+               depth, "--no-inpaint", "--anaglyph", "wimmer", "--quiet") == 0
+    assert read_spatial_metadata(output).stereo_mode == mode
+    assert read_spatial_metadata(tmp_path / "out_anaglyph.mp4") is None, "an anaglyph is a flat picture"
+    assert len(decoded(output)) == 10
+
+
+def test_matroska_carries_its_stereo_mode_and_tags_name_the_layout(source, tmp_path):
+    import av
+
+    depth = grey_depth(tmp_path / "depth.mp4")
+    assert run(source, "-o", tmp_path, "--filename-tags", "--format", "tb", "--depth-video", depth, "--no-inpaint",
+               "--anaglyph", "--quiet") == 0
+    assert sorted(p.name for p in tmp_path.glob("clip*")) == ["clip.mp4", "clip_TB.mp4", "clip_anaglyph.mp4"]
+    assert run(source, "-o", tmp_path / "x.mkv", "--depth-video", depth, "--no-inpaint", "--quiet") == 0
+    with av.open(str(tmp_path / "x.mkv")) as container:
+        assert container.streams.video[0].metadata.get("stereo_mode") == "left_right"
+
+
+def test_comfort_report_writes_a_plot_and_a_verdict(source, tmp_path, caplog):
+    import json
+
+    from PIL import Image
+
+    depth = grey_depth(tmp_path / "depth.mp4")
+    output = tmp_path / "out.mp4"
+    with caplog.at_level("INFO", logger="stereo_core"):
+        assert run(source, "-o", output, "--depth-video", depth, "--no-inpaint", "--comfort-report",
+                   "--max-disp", "3", "--disp-unit", "percent") == 0
+    summary = json.loads((tmp_path / "out_comfort.json").read_text())
+    assert len(summary["frames"]) == 10 and Image.open(tmp_path / "out_comfort.png").size[0] > 0
+    # 3% of the width in front of the screen is beyond the 1% limit: the report says so.
+    assert max(summary["nearest"]) == pytest.approx(3.0, abs=0.35)
+    assert summary["verdict"].startswith("Uncomfortable") and summary["verdict"] in caplog.text
+
+
+def test_auto_convergence_puts_the_subject_on_the_screen_plane(source, tmp_path):
+    # Near subject (1 after normalisation) filling the middle, far border (0).
+    depth = torch.full((10, 64, 96, 3), 0.1)
+    depth[:, 8:56, 16:80] = 0.6
+    write_video(tmp_path / "depth.mp4", depth, 24)
+    common = ["--depth-video", tmp_path / "depth.mp4", "--no-inpaint", "--quiet", "--convergence", "0.8"]
+    assert run(source, "-o", tmp_path / "fixed.mp4", *common) == 0
+    assert run(source, "-o", tmp_path / "auto.mp4", *common, "--auto-convergence") == 0
+
+    def centre_parallax(path):  # how far the right eye's centre is from the left eye's
+        frames = np.stack(decoded(path)).astype(np.int32)
+        return np.abs(frames[:, 24:40, 96 + 36:96 + 60] - frames[:, 24:40, 36:60]).mean()
+
+    # Fixed: the subject sits (1 - 0.8) * 2 * 20 = 8 px in front; auto: on the screen plane (0 px).
+    assert centre_parallax(tmp_path / "auto.mp4") < 2 < 10 < centre_parallax(tmp_path / "fixed.mp4")

@@ -116,21 +116,21 @@ def test_measure_depth_uses_the_warps_disparity_at_the_frame_width(depth_clip):
 
 def test_comfort_check_node_returns_a_plot_image_and_a_verdict(nodes, clip, depth_clip):
     node = nodes["SC3D_StereoComfortCheck"]()
-    plot, verdict = node.check(depth_clip, 20.0, "pixels", 0.5, False, "clip", 1.0, 2.0, 3.0, 1920, 24.0, image=clip)
+    plot, verdict = node.check(depth_clip, 8.0, "pixels", 0.5, False, "clip", 1.0, 2.0, 3.0, 1920, 24.0, image=clip)
     assert plot.shape == (1, 520, 1200, 3) and plot.dtype == torch.float32 and 0 <= plot.min() <= plot.max() <= 1
-    # 20 px of a 40 px wide frame is 50% of the width: far beyond the limits.
+    # 8 px of a 40 px wide frame is 20% of the width: far beyond the limits.
     assert verdict.startswith("Uncomfortable: 4 of 4 frames")
     _, mild = node.check(depth_clip, 0.2, "percent", 0.5, False, "clip", 1.0, 2.0, 3.0, 1920, 0.0)
     assert mild.startswith("Comfortable")
 
 
 def test_auto_convergence_node_recentres_each_shots_subject(nodes):
-    depth = torch.full((6, 20, 20, 3), 0.1)
-    depth[:3, 5:15, 5:15] = 0.9  # shot 1: a near subject in the middle
-    depth[3:, 5:15, 5:15] = 0.3  # shot 2: a farther one
+    depth = torch.full((6, 20, 48, 3), 0.1)  # wide enough for the default 20 px strength
+    depth[:3, 5:15, 12:36] = 0.9  # shot 1: a near subject in the middle
+    depth[3:, 5:15, 12:36] = 0.3  # shot 2: a farther one
     node = nodes["SC3D_AutoConvergenceDepth"]()
     shifted, info = node.converge(depth, 0.5, False, "clip", 1.0, 0.0, 1.0, 24.0, "center", shot_starts="3")
-    centre = shifted[:, 10, 10, 0]
+    centre = shifted[:, 10, 24, 0]
     torch.testing.assert_close(centre, torch.full((6,), 0.5))  # each subject now sits at the fixed convergence
     assert info == "0: 1.000, 3: 0.250"
     with pytest.raises(ValueError, match="shot_starts must be frame numbers"):  # the pack's own StereoInputError

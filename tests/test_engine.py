@@ -17,7 +17,7 @@ from stereo_core.errors import StereoInputError
 from stereo_core.inpainting import InpaintSettings, inpaint_clip
 from stereo_core.layouts import compose_stereo
 from stereo_core.splatting import warp_clip
-from stereo_core.video_io import SegmentWriter, probe_video, read_video, to_bytes, write_video
+from stereo_core.video_io import FrameReader, SegmentWriter, probe_video, read_video, to_bytes, write_video
 from synthetic_video import describe, make_video
 
 DEPTH = DepthCrafterSettings(steps=2, window=6, overlap=2, max_res=64, encode_chunk=4, decode_chunk=4)
@@ -91,7 +91,10 @@ def test_streaming_equals_the_whole_clip_warp_with_a_depth_video(source, tmp_pat
     convert(job, settings, LoadedModels({}))
 
     video = read_video(source).frames
-    right, _ = warp_clip(video, read_video(depth_path).frames, disparity)
+    # A depth video is read as luma (its grey value), one channel.
+    with FrameReader(probe_video(depth_path), grey=True) as reader:
+        depth = reader.read(0, FRAMES).float() / 255
+    right, _ = warp_clip(video, depth, disparity)
     assert torch.equal(joined(encoded, "stereo"), to_bytes(compose_stereo(video, right, "half-tb")))
     with av.open(str(tmp_path / "tb.mkv")) as container:
         assert "matroska" in container.format.name

@@ -53,25 +53,116 @@ def test_chunk_plan_examples():
     assert plan_chunks(24, 23, 3) == [Chunk(0, 23, 0), Chunk(4, 24, 19)]
 
 
+def reference_tile_layout(pixels, count, overlap_px=128):
+    """The published script's tile arithmetic, transcribed (pixels): (tile size, stride)."""
+    size = int((pixels + overlap_px * (count - 1)) / count)
+    return size, size - overlap_px
+
+
+def reference_tiled_assembly(frames, count, process, overlap_px=128):
+    """The published script's spatial tiling, transcribed: crop tiles at i * stride, turn each into latents,
+    blend in place in row-major order (top rows with the tile above, then left columns with the tile on
+    the left, new tile weighing k / o), keep the first stride of all but the last tile in each direction."""
+    (size_h, stride_h), (size_w, stride_w) = (reference_tile_layout(frames.shape[-2], count, overlap_px),
+                                              reference_tile_layout(frames.shape[-1], count, overlap_px))
+    grid = [[process(frames[..., i * stride_h:i * stride_h + size_h, j * stride_w:j * stride_w + size_w])
+             for j in range(count)] for i in range(count)]
+    fade = overlap_px // 8
+    ramp = torch.arange(fade) / fade
+    for i in range(count):
+        for j in range(count):
+            tile = grid[i][j]
+            if i > 0:
+                above = grid[i - 1][j]
+                tile[..., :fade, :] = (1 - ramp.view(-1, 1)) * above[..., -fade:, :] + ramp.view(-1, 1) * tile[..., :fade, :]
+            if j > 0:
+                left = grid[i][j - 1]
+                tile[..., :, :fade] = (1 - ramp) * left[..., :, -fade:] + ramp * tile[..., :, :fade]
+    rows = [torch.cat([tile if j == count - 1 else tile[..., :stride_w // 8] for j, tile in enumerate(row)], dim=-1)
+            for row in grid]
+    return torch.cat([row if i == count - 1 else row[..., :stride_h // 8, :] for i, row in enumerate(rows)], dim=-2)
+
+
+def fake_tile_latents(crop):
+    """Stands in for the diffusion of one tile: latents that depend on the crop's content and its size."""
+    pooled = torch.nn.functional.avg_pool2d(crop[:, :3], 8)
+    return torch.cat([pooled, pooled.mean(dim=1, keepdim=True) * crop.shape[-1] / 100], dim=1)
+
+
+@pytest.mark.parametrize("pixels", range(128, 1281, 64))
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 8])
+def test_tile_positions_are_the_references_where_it_has_them(pixels, count):
+    size_px, stride_px = reference_tile_layout(pixels, count)
+    length = pixels // 8
+    try:
+        grid = plan_tiles(length, count, 16)
+    except ValueError:  # ours refuses only tiles not larger than the overlap or not smaller than the frame
+        assert stride_px <= 0 or size_px >= pixels
+        return
+    assert grid.starts[0] == 0 and grid.starts[-1] + grid.size == length  # the whole frame, edge to edge
+    assert min(grid.overlaps()) >= 16 and grid.fade == 16
+    if size_px % 8 == 0:
+        assert grid.size * 8 == size_px
+        assert [start * 8 for start in grid.starts] == [k * stride_px for k in range(count)]
+    else:  # the reference's pipeline refuses tiles that are not multiples of 8 px; ours rounds up
+        assert grid.size == -(-size_px // 8)
+
+
+@pytest.mark.parametrize("mode", ["reference", "crossfade"])
 @pytest.mark.parametrize("length, count, overlap", [(72, 2, 16), (135, 3, 16), (40, 2, 8), (200, 5, 16)])
-def test_tile_blending_reproduces_an_input_when_each_tile_is_unchanged(length, count, overlap):
+def test_tile_blending_reproduces_an_input_when_each_tile_is_unchanged(length, count, overlap, mode):
     latents = torch.randn(3, 4, length, length + 13, generator=torch.Generator().manual_seed(length))
     rows = plan_tiles(length, count, overlap)
     cols = plan_tiles(length + 13, count, overlap)
     assert min(rows.overlaps() + cols.overlaps()) >= overlap
-    assert rows.size % 8 == 0 and rows.starts[-1] + rows.size == length
+    assert rows.starts[-1] + rows.size == length and cols.starts[-1] + cols.size == length + 13
     tiles = [[latents[..., top:top + rows.size, left:left + cols.size] for left in cols.starts] for top in rows.starts]
-    assert torch.equal(blend_tiles(tiles, rows, cols), latents)
+    torch.testing.assert_close(blend_tiles(tiles, rows, cols, mode), latents, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("height, width, count", [(256, 384, 2), (192, 320, 2), (512, 512, 3), (320, 512, 3),
+                                                  (512, 704, 3), (448, 576, 4)])
+def test_tiled_latents_match_the_published_tiling(height, width, count):
+    frames = torch.rand(2, 4, height, width, generator=torch.Generator().manual_seed(height + width))
+    expected = reference_tiled_assembly(frames.clone(), count, fake_tile_latents)
+
+    class FakeDenoiser:
+        model = type("model", (), {"vae_scale_factor": 8})()
+        settings = InpaintSettings(tile_num=count)
+
+        def __call__(self, tile_frames, tile_mask, latents):
+            return fake_tile_latents(torch.cat([tile_frames, tile_mask], dim=1))
+
+    ours = inpainting._tiled_latents(FakeDenoiser(), frames[:, :3], frames[:, 3:], count, 128, None)
+    assert ours.shape == (2, 4, height // 8, width // 8)
+    assert torch.equal(ours, expected)
+
+
+def test_reference_blend_mixes_corners_twice_and_crossfade_bilinearly():
+    rows = cols = plan_tiles(40, 2, 8)  # tiles of 24 at 0 and 16
+    constant = [[torch.full((1, 1, 24, 24), float(2 * i + j)) for j in range(2)] for i in range(2)]  # 0 1 / 2 3
+    reference = blend_tiles([[t.clone() for t in row] for row in constant], rows, cols, "reference")
+    crossfade = blend_tiles(constant, rows, cols, "crossfade")
+    away = torch.ones(40, 40, dtype=torch.bool)
+    away[16:24, 16:24] = False  # everything but the corner where all four tiles meet agrees
+    torch.testing.assert_close(reference[0, 0][away], crossfade[0, 0][away], rtol=0, atol=1e-6)
+    w = torch.arange(8) / 8
+    bilinear = (1 - w).view(-1, 1) * w.view(1, -1) * 1 + w.view(-1, 1) * (1 - w).view(1, -1) * 2 + torch.outer(w, w) * 3
+    twice = ((1 - w).view(1, -1) * (w.view(-1, 1) * 2) + w.view(1, -1) * ((1 - w).view(-1, 1) * w.view(1, -1)
+             + w.view(-1, 1) * 3))
+    torch.testing.assert_close(crossfade[0, 0, 16:24, 16:24], bilinear, rtol=0, atol=1e-6)
+    torch.testing.assert_close(reference[0, 0, 16:24, 16:24], twice, rtol=0, atol=1e-6)
 
 
 def test_tile_blend_fades_linearly_across_the_overlap():
     rows, cols = plan_tiles(8, 1, 0), plan_tiles(24, 2, 8)
     assert cols.starts == (0, 8) and cols.overlaps() == [8]
     left, right = torch.zeros(1, 1, 8, 16), torch.ones(1, 1, 8, 16)
-    blended = blend_tiles([[left, right]], rows, cols)[0, 0, 0]
-    assert blended[:8].tolist() == [0.0] * 8
-    assert blended[8:16].tolist() == [k / 8 for k in range(8)]
-    assert blended[16:].tolist() == [1.0] * 8
+    for mode in ("reference", "crossfade"):
+        blended = blend_tiles([[left, right]], rows, cols, mode)[0, 0, 0]
+        assert blended[:8].tolist() == [0.0] * 8
+        assert blended[8:16].tolist() == [k / 8 for k in range(8)]
+        assert blended[16:].tolist() == [1.0] * 8
 
 
 def test_too_many_tiles_for_the_frame_is_named():

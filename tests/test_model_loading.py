@@ -168,3 +168,19 @@ def test_unindexed_and_indexed_devices_are_the_same_place():
     assert placement.same_device(torch.device("cuda"), torch.device("cuda:0"))
     assert not placement.same_device(torch.device("cuda:1"), torch.device("cuda"))
     assert not placement.same_device(torch.device("cpu"), torch.device("cuda"))
+
+
+def test_the_clip_encoder_keeps_the_stored_fp32_weights(model_tree):
+    """transformers 5 would load the dtype its config names (float16 here) unless the loader asks for one."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from stereo_core.video_diffusion import load_video_diffusion
+
+    folder = model_tree["svd"] / "image_encoder"
+    assert json.loads((folder / "config.json").read_text()).get("dtype", "float16") == "float16"
+    model = load_video_diffusion("depthcrafter", model_tree["svd"], model_tree["depthcrafter"], dtype="fp32")
+    stored, loaded = load_file(folder / "model.safetensors"), model.image_encoder.state_dict()
+    assert all(loaded[name].dtype == torch.float32 and torch.equal(loaded[name], tensor)
+               for name, tensor in stored.items() if name in loaded)

@@ -1,5 +1,6 @@
 """Scene splitting: cut detection, scenes and parts, aligned depth, joining, and resuming scene by scene."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from conftest import ROOT
 from test_cli import FAST, ONE_THREAD, decoded
 
 from stereo_core import cli
+from stereo_core.convergence import AutoConvergence
 from stereo_core.disparity import DisparitySettings
 from stereo_core.engine import ConversionJob, ConversionSettings, LoadedModels, OutputSettings, convert
 from stereo_core.engine.depth import DepthFrames, DepthStats
@@ -169,6 +171,8 @@ def test_parts_are_aligned_on_their_overlap_so_the_depth_does_not_jump():
     measured, actual = depth.measure(), DepthStats.of_frames(joined)
     for name in ("low", "high", "median"):
         assert torch.equal(getattr(measured, name), getattr(actual, name)), name
+    for name in ("subject", "q_low", "q_high"):  # interpolated: equal up to rounding
+        assert torch.allclose(getattr(measured, name), getattr(actual, name), atol=1e-6), name
 
 
 def test_the_cross_fade_blends_from_one_part_to_the_next():
@@ -277,12 +281,13 @@ def in_order(pictures, kind):
 def test_depth_is_normalised_per_scene_and_parts_change_nothing_with_a_depth_video(three_scenes, tmp_path,
                                                                                      pictures):
     depth = scene_depth_video(tmp_path / "depth.mp4", [16, 16, 16], [(0.1, 0.3), (0.5, 0.9), (0.2, 0.25)])
-    def run(name, scenes, normalize="clip"):
+
+    def run(name, scenes, normalize="clip", auto=None):
         settings = ConversionSettings(inpaint=None, warp_chunk=5, output=OutputSettings(segment_frames=6),
-                                      disparity=DisparitySettings(normalize=normalize))
+                                      disparity=DisparitySettings(normalize=normalize), auto_convergence=auto)
         outputs = {"stereo": tmp_path / f"{name}.mp4", "depth": tmp_path / f"{name}_depth.mp4"}
         job = ConversionJob(source=three_scenes, outputs=outputs, work_dir=tmp_path / f"{name}.work",
-                            depth_video=depth)
+                            depth_video=depth, comfort_report=tmp_path / f"{name}_comfort.png")
         if scenes is None:
             convert(job, settings, LoadedModels({}))
         else:
@@ -298,11 +303,15 @@ def test_depth_is_normalised_per_scene_and_parts_change_nothing_with_a_depth_vid
         assert scene_depth[first:first + 16].min() == 0 and scene_depth[first:first + 16].max() == 255, first
     assert whole_depth[32:].max() < 128, "without splitting, the last scene keeps its small range"
     assert not torch.equal(whole_stereo, scene_stereo)
-    # Parts of a scene share its depth statistics: the warp of every frame is the same as the whole scene's,
-    # with the scene's range or each frame's own.
+    # Parts of a scene share its depth statistics and its screen plane: the warp of every frame is the same
+    # as the whole scene's (with the scene's range or each frame's own, with auto-convergence), and so is
+    # the comfort report of every frame.
     assert torch.equal(scene_stereo, parts_stereo) and torch.equal(scene_depth, parts_depth)
-    assert torch.equal(run("scenes", SceneSettings(), "frame")[0],
-                       run("parts", SceneSettings(part_frames=9, part_overlap=3), "frame")[0])
+    auto = AutoConvergence(strength=1.0, smoothing_seconds=0.2)
+    assert torch.equal(run("scenes", SceneSettings(), "frame", auto)[0],
+                       run("parts", SceneSettings(part_frames=9, part_overlap=3), "frame", auto)[0])
+    reports = [json.loads((tmp_path / f"{name}_comfort.json").read_text()) for name in ("scenes", "parts")]
+    assert reports[0]["frames"] == list(range(48)) and reports[0] == reports[1]
 
 
 def test_split_scene_with_depthcrafter_runs_through_every_task(three_scenes, tmp_path, depthcrafter_model,

@@ -164,6 +164,7 @@ def test_blocks_of_rows_do_not_change_the_result(monkeypatch):
     whole = forward_warp(image, disparity)
     monkeypatch.setattr(warp_module, "_BLOCK_PIXELS", 16 * 2)  # two rows per block
     monkeypatch.setattr(warp_module, "_COMPILED_BLOCK_PIXELS", 16 * 2)
+    monkeypatch.setattr(warp_module, "_COMPILED_BLOCK_PIXELS_IN_PLACE", 16 * 2)
     blocked = forward_warp(image, disparity)
     torch.testing.assert_close(blocked[0], whole[0])
     torch.testing.assert_close(blocked[1], whole[1])
@@ -252,3 +253,16 @@ def test_without_numba_the_cpu_warp_falls_back_to_torch_and_says_so(monkeypatch,
     assert "numba" in caplog.text and "torch" in caplog.text
     expected = splat_rows(image[0], disparity[0], 0.5)
     torch.testing.assert_close(warped[0], expected[0])
+
+
+@pytest.mark.parametrize("channels", [3, 4, 0])
+@pytest.mark.parametrize("spread", [8.0, 400.0])  # ordinary and per-target (stable) weights
+def test_disparity_may_be_the_occlusion_output_itself(channels, spread):
+    generator = torch.Generator().manual_seed(5)
+    image = torch.rand(3, 7, 33, channels, generator=generator)
+    disparity = (torch.rand(3, 7, 33, generator=generator) * 2 - 1) * spread
+    expected = forward_warp(image, disparity)
+    shared = disparity.clone()
+    warped, occlusion = forward_warp(image, shared, out_occlusion=shared)
+    assert occlusion.data_ptr() == shared.data_ptr()
+    assert torch.equal(warped, expected[0]) and torch.equal(occlusion, expected[1])

@@ -50,6 +50,22 @@ def test_stereo_workflows_write_sbs_and_anaglyph(name, nodes, models_dir, input_
     assert_left_eye_is_input(outputs["stereo3d/sbs"], input_dir / "input_video.mp4")
 
 
+@pytest.mark.parametrize("name", ["long_video_bring_your_own_depth", "long_video_full_pipeline"])
+def test_long_video_workflows_stream_through_stereo_convert_video(name, nodes, models_dir, input_dir, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("STEREOCRAFTER_OUTPUT", str(tmp_path / "node_output"))
+    monkeypatch.setenv("STEREOCRAFTER_TEMP", str(tmp_path / "node_temp"))
+    outputs = run(name, nodes, input_dir, tmp_path / "saved")
+    assert sorted(outputs) == ["stereo3d/sbs"]
+    assert describe(outputs["stereo3d/sbs"]) == {"frames": FRAMES, "fps": FPS, "audio": "aac", "width": 2 * WIDTH,
+                                                 "height": HEIGHT}
+    assert_left_eye_is_input(outputs["stereo3d/sbs"], input_dir / "input_video.mp4")
+    # save_output is off in the shipped workflows: the node's own file went to the temp folder.
+    (written,) = (tmp_path / "node_temp" / "stereo3d").glob("*.mp4")
+    assert written.name == "convert_00001_LR.mp4" and written.read_bytes() == outputs["stereo3d/sbs"].read_bytes()
+    assert not list((tmp_path / "node_output").rglob("*.*")), "nothing is left in the output folder"
+
+
 def test_depthcrafter_depth_writes_grey_and_inferno_depth(nodes, models_dir, input_dir, tmp_path):
     outputs = run("depthcrafter_depth", nodes, input_dir, tmp_path)
     assert sorted(outputs) == ["depth/depth", "depth/depth_inferno"]

@@ -34,6 +34,9 @@ EXPECTED = {  # workflow -> {output prefix: (width factor, height factor, audio)
     "bring_your_own_depth": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     "depthcrafter_depth": {"depth": (1, 1, None), "depth_inferno": (1, 1, None)},
     "full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
+    # Stereo Convert Video previews its own file (in temp/), Save Video the copy it keeps.
+    "long_video_bring_your_own_depth": {"sbs": (2, 1, "aac"), "convert": (2, 1, "aac")},
+    "long_video_full_pipeline": {"sbs": (2, 1, "aac"), "convert": (2, 1, "aac")},
     "stage1_splatting": {"splatting_grid": (2, 2, "aac")},
     "stage2_inpainting": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     "videohelpersuite_full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},

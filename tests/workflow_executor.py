@@ -10,6 +10,7 @@ test_workflows_real_comfy.py, where one is available.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,15 @@ from stereo_core.video_io import read_video, write_video
 
 
 @dataclass
-class VideoFile:  # core VIDEO: what Load Video and Create Video pass on
+class VideoFile:  # core VIDEO of a file (Load Video's VideoFromFile): read only when asked
+    path: Path
+
+    def get_stream_source(self) -> str:
+        return str(self.path)
+
+
+@dataclass
+class VideoComponents:  # core VIDEO made of frames (Create Video's VideoFromComponents)
     images: object
     fps: float
     audio: Path | None
@@ -37,18 +46,27 @@ class StandIns:
         return ()
 
     def LoadVideo(self, file):
-        video = read_video(self.input_dir / file)
-        return (VideoFile(video.frames, float(video.fps), video.path),)
+        return (VideoFile(self.input_dir / file),)
 
     def GetVideoComponents(self, video):
-        return video.images, video.audio, video.fps
+        if isinstance(video, VideoComponents):
+            return video.images, video.audio, video.fps
+        decoded = read_video(video.get_stream_source())
+        return decoded.frames, decoded.path, float(decoded.fps)
 
     def CreateVideo(self, images, fps, audio=None):
-        return (VideoFile(images, fps, audio),)
+        return (VideoComponents(images, fps, audio),)
 
     def SaveVideo(self, video, filename_prefix, format, codec):
         assert (format, codec) == ("auto", "auto")
-        return self._save(video.images, video.fps, video.audio, filename_prefix)
+        if isinstance(video, VideoComponents):
+            return self._save(video.images, video.fps, video.audio, filename_prefix)
+        # A file's VIDEO (ours included: any object with get_stream_source) is copied as it is, as Save Video
+        # copies its streams.
+        path = self.output_dir / f"{filename_prefix}_{len(self.saved) + 1:05d}_.mp4"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.saved.append(Path(shutil.copyfile(video.get_stream_source(), path)))
+        return ()
 
     def VHS_LoadVideo(self, video, force_rate, custom_width, custom_height, frame_load_cap, skip_first_frames,
                       select_every_nth, format="None", meta_batch=None, vae=None):
@@ -93,6 +111,8 @@ def run_workflow(path: Path, node_classes: dict, input_dir: Path, output_dir: Pa
         if node["type"] in node_classes:
             cls = node_classes[node["type"]]
             outputs = getattr(cls(), cls.FUNCTION)(**arguments)
+            if isinstance(outputs, dict):  # {"ui": what the node shows, "result": its outputs}
+                outputs = outputs["result"]
         else:
             outputs = getattr(stand_ins, node["type"])(**arguments)
         expected = len(definition(node["type"])[1])
@@ -103,3 +123,22 @@ def run_workflow(path: Path, node_classes: dict, input_dir: Path, output_dir: Pa
     for node_id in sorted(nodes, key=lambda i: nodes[i].get("order", 0)):
         execute(node_id)
     return stand_ins.saved
+
+
+def api_prompt(path: Path, overrides: dict | None = None) -> dict:
+    """The API-format prompt a shipped UI workflow queues (widget values by name, links as [node id, slot]),
+    as the frontend's graphToPrompt makes it for these plain graphs. overrides: {node type: {input: value}}."""
+    graph = json.loads(Path(path).read_text())
+    links = {link[0]: (link[1], link[2]) for link in graph["links"]}
+    prompt = {}
+    for node in graph["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            continue
+        inputs, _ = read_widgets(node)
+        for entry in node["inputs"]:
+            if entry.get("link") is not None:
+                source, slot = links[entry["link"]]
+                inputs[entry["name"]] = [str(source), slot]
+        inputs.update((overrides or {}).get(node["type"], {}))
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt

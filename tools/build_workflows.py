@@ -382,8 +382,75 @@ def videohelpersuite_full_pipeline():
     graph.save("videohelpersuite_full_pipeline")
 
 
-WORKFLOWS = (bring_your_own_depth, depthcrafter_depth, full_pipeline, stage1_splatting, stage2_inpainting,
-             videohelpersuite_full_pipeline)
+LONG_VIDEO_STEPS = (
+    "Stereo Convert Video streams the file: memory stays the same for a 10-second clip or a film, and the "
+    "frames never become an IMAGE batch. Progress shows on the node; after Cancel (or a crash), Queue again "
+    "to carry on from the last finished chunk (pieces wait in output/.stereo3d-work until the file is "
+    "written; delete folders there from runs you gave up on).\n"
+    "save_output is off here, so the node writes to ComfyUI's temp folder and Save Video keeps the result in "
+    "output/stereo3d/ (copied as it is, no re-encoding). Turn it on to keep the node's own file in "
+    "output/stereo3d/, named with the layout tag headset players read (e.g. _LR); then Save Video is optional.")
+
+
+def convert_video(graph, pos, depth_video=None, depthcrafter=True, stereocrafter=True):
+    """Load Video (+ the optional depth video and model loaders) -> Stereo Convert Video -> Save Video."""
+    video = graph.node("LoadVideo", pos, {"file": "input_video.mp4"}, title="Load Video (left eye)",
+                       size=(320, 420))
+    convert = graph.node("SC3D_StereoConvertVideo", (pos[0] + 460, pos[1]), {"save_output": False},
+                         size=(420, 870))
+    graph.link(video, "VIDEO", convert, "video")
+    if depth_video:
+        depth = graph.node("LoadVideo", (pos[0], pos[1] + 470), {"file": depth_video}, title="Load Video (depth)",
+                           size=(320, 420))
+        graph.link(depth, "VIDEO", convert, "depth_video")
+    loaders = [("SC3D_DepthCrafterModelLoader", "depthcrafter_model", depthcrafter),
+               ("SC3D_StereoCrafterModelLoader", "stereocrafter_model", stereocrafter)]
+    row = 0
+    for node_type, output, wanted in loaders:
+        if wanted:
+            loader = graph.node(node_type, (pos[0] - 40, pos[1] + 470 + 230 * row), size=(400, 190))
+            graph.link(loader, output, convert, output)
+            row += 1
+    save = graph.node("SaveVideo", (pos[0] + 920, pos[1]), {"filename_prefix": "stereo3d/sbs"}, size=(420, 500))
+    graph.link(convert, "stereo", save, "video")
+
+
+def long_video_full_pipeline():
+    graph = Graph()
+    graph.note(
+        "Long videos: 2D to 3D in one node\n\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
+        "2. Load Video: your clip or film.\n"
+        "3. Stereo Convert Video: max_disp sets the 3D strength (20 px = the reference), convergence the screen "
+        "plane; depth_max_res 512-768 is much faster than 1024. Without the StereoCrafter loader the holes stay "
+        "black (a fast preview); out of GPU memory? Raise tile_num, lower frames_chunk or depth_window.\n"
+        "4. Queue. output/stereo3d/ gets the side-by-side video with the source's frame rate and audio.\n\n"
+        + LONG_VIDEO_STEPS,
+        (0, -420), size=(620, 400))
+    convert_video(graph, (0, 0))
+    graph.save("long_video_full_pipeline")
+
+
+def long_video_bring_your_own_depth():
+    graph = Graph()
+    graph.note(
+        "Long videos with your own depth video, in one node\n\n"
+        "1. Load Video (left eye): your clip or film.\n"
+        "2. Load Video (depth): a depth video of the same clip, one frame per frame (from another depth node "
+        "pack, the depthcrafter_depth workflow or any tool; grey, white = near, any size). DepthCrafter is "
+        "skipped, and no model is needed.\n"
+        "3. Stereo Convert Video: max_disp sets the 3D strength, convergence the screen plane. Without a "
+        "StereoCrafter model the right eye keeps black holes where the background was hidden; connect a "
+        "StereoCrafter Model Loader to fill them.\n"
+        "4. Queue. output/stereo3d/ gets the side-by-side video with the source's frame rate and audio.\n\n"
+        + LONG_VIDEO_STEPS,
+        (0, -420), size=(620, 400))
+    convert_video(graph, (0, 0), depth_video="input_depth.mp4", depthcrafter=False, stereocrafter=False)
+    graph.save("long_video_bring_your_own_depth")
+
+
+WORKFLOWS = (bring_your_own_depth, depthcrafter_depth, full_pipeline, long_video_bring_your_own_depth,
+             long_video_full_pipeline, stage1_splatting, stage2_inpainting, videohelpersuite_full_pipeline)
 
 if __name__ == "__main__":
     for build in WORKFLOWS:

@@ -10,6 +10,7 @@ The command line, the ComfyUI "Stereo Convert Video" node and distributed worker
 
 from .pipeline import (
     OUTPUT_KINDS,
+    STREAM_COLOR_MODES,
     Conversion,
     ConversionJob,
     ConversionSettings,
@@ -24,5 +25,5 @@ from .pipeline import (
 )
 from .store import WorkStore
 
-__all__ = ["OUTPUT_KINDS", "Conversion", "ConversionJob", "ConversionSettings", "LoadedModels", "Models",
+__all__ = ["OUTPUT_KINDS", "STREAM_COLOR_MODES", "Conversion", "ConversionJob", "ConversionSettings", "LoadedModels", "Models",
            "OutputSettings", "Plan", "Reporter", "WorkStore", "convert", "finish_outputs", "plan_conversion"]

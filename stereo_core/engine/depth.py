@@ -17,16 +17,19 @@ from typing import Callable
 
 import torch
 
+from ..convergence import subject_depth
 from ..depthcrafter import DepthCrafterSettings, DepthSampler, merge_window, normalize_depth
 from ..disparity import DepthRange
 from ..errors import StereoInputError
-from ..frames import depth_channel
 from ..video_diffusion import VideoDiffusionModel, chunks
 from ..video_io import FrameReader, VideoInfo
 from .store import StageStore, generator_state, restore_generator
 
 log = logging.getLogger(__name__)
 
+# Progress stages of the depth (each reported in frames).
+DEPTH_STATISTICS, DEPTH_ENCODE, DEPTH_WINDOWS, DEPTH_DECODE = (
+    "depth: statistics", "depth: encode", "depth: windows", "depth: decode")
 # Frames per kept piece of the DepthCrafter encode and decode passes (a multiple of the chunk sizes).
 PIECE_FRAMES = 64
 # Mean spread between a frame's colour channels above which a depth video is a colour picture, not grey
@@ -34,29 +37,49 @@ PIECE_FRAMES = 64
 _COLOUR_SPREAD = 0.04
 
 
+# Share of a frame's pixels taken as its nearest / farthest (a few stray pixels do not decide a frame).
+OUTLIER_SHARE = 0.005
+_QUANTILE_SAMPLES = 1 << 18
+
+
 @dataclass
 class DepthStats:
-    """Per-frame statistics of the depth the warp sees: minimum, maximum and median."""
+    """Per-frame statistics of the depth the warp sees: extremes, median, the main subject's depth
+    (centre-weighted median, for auto-convergence) and the near/far quantiles (for the comfort report)."""
 
     low: torch.Tensor
     high: torch.Tensor
     median: torch.Tensor
+    subject: torch.Tensor
+    q_low: torch.Tensor
+    q_high: torch.Tensor
+
+    FIELDS = ("low", "high", "median", "subject", "q_low", "q_high")
 
     @property
     def depth_range(self) -> DepthRange:
         return DepthRange(self.low, self.high)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"low": self.low, "high": self.high, "median": self.median}
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def map(self, function) -> "DepthStats":
+        """The statistics of the depth after an increasing map (all of them commute with one)."""
+        return DepthStats(*(function(getattr(self, name).clone()) for name in self.FIELDS))
 
     @classmethod
     def of_frames(cls, depth: torch.Tensor) -> "DepthStats":
         flat = depth.flatten(1)
-        return cls(flat.amin(dim=1), flat.amax(dim=1), flat.median(dim=1).values)
+        step = max(1, flat.shape[1] // _QUANTILE_SAMPLES)
+        shares = torch.tensor([OUTLIER_SHARE, 1 - OUTLIER_SHARE])
+        # One frame at a time: torch.quantile refuses inputs of more than 16M values.
+        quantiles = torch.stack([torch.quantile(frame[::step].float(), shares) for frame in flat])
+        return cls(flat.amin(dim=1), flat.amax(dim=1), flat.median(dim=1).values, subject_depth(depth),
+                   quantiles[:, 0], quantiles[:, 1])
 
     @classmethod
     def join(cls, parts: list["DepthStats"]) -> "DepthStats":
-        return cls(*(torch.cat([getattr(part, name) for part in parts]) for name in ("low", "high", "median")))
+        return cls(*(torch.cat([getattr(part, name) for part in parts]) for name in cls.FIELDS))
 
 
 class DepthFrames:
@@ -69,21 +92,18 @@ class DepthFrames:
         raise NotImplementedError
 
     def stats_index(self, frames: slice) -> slice:
-        """Where the run's frames `frames` are in `stats` (elsewhere when the run is a part of a longer scene
-        whose statistics, and so normalisation, are the scene's)."""
+        """Where the run's frames `frames` are in `stats` and the per-frame convergence (elsewhere when the
+        run is a part of a longer scene whose statistics, normalisation and screen plane are the scene's)."""
         return frames
 
 
-def grey_depth(pictures: torch.Tensor, path) -> torch.Tensor:
-    """Depth [n, H, W] (0..1) from 8-bit depth-video frames [n, H, W, 3], refusing colour pictures."""
-    values = pictures.float().div_(255.0)
-    spread = (values.amax(dim=-1) - values.amin(dim=-1)).mean()
-    if float(spread) > _COLOUR_SPREAD:
+def check_grey(reader: FrameReader) -> None:
+    """Refuse a colour depth video (a colormap): its luma is not its depth."""
+    if reader.colour > _COLOUR_SPREAD:
         raise StereoInputError(
-            f"The depth video '{path}' is in colour (e.g. a colormap such as inferno), not grey depth: averaging its "
-            f"channels would give wrong depth. Use a greyscale depth video (white = near), e.g. one saved with "
+            f"The depth video '{reader.info.path}' is in colour (e.g. a colormap such as inferno), not grey depth: its "
+            f"brightness is not its depth. Use a greyscale depth video (white = near), e.g. one saved with "
             f"--save-depth or Depth Visualize set to 'gray'.")
-    return depth_channel(values)
 
 
 class DepthVideoFrames(DepthFrames):
@@ -92,7 +112,7 @@ class DepthVideoFrames(DepthFrames):
     def __init__(self, info: VideoInfo, start: int, stop: int, store: StageStore,
                  progress: Callable[[int, int], None] | None = None, chunk: int = 16):
         self.info, self.start, self.frames = info, start, stop - start
-        self._reader = FrameReader(info)
+        self._reader = FrameReader(info, grey=True)
         saved = store.load_tensors("stats.safetensors")
         if saved is not None:
             self.stats = DepthStats(**saved[0])
@@ -106,7 +126,9 @@ class DepthVideoFrames(DepthFrames):
         store.save_tensors("stats.safetensors", self.stats.tensors())
 
     def read(self, start: int, stop: int) -> torch.Tensor:
-        return grey_depth(self._reader.read(self.start + start, self.start + stop), self.info.path)
+        depth = self._reader.read(self.start + start, self.start + stop).float().div_(255.0)
+        check_grey(self._reader)
+        return depth
 
     def close(self) -> None:
         self._reader.close()
@@ -147,7 +169,7 @@ class DepthCrafterFrames(DepthFrames):
             self._log_resume(f"depth: encoding resumes at frame {self.start + pieces[done - 1].stop}")
             last = self.store.load_tensors(f"encode-{pieces[done - 1].start:07d}.safetensors")[0]
             restore_generator(self.generator, last)
-        with self._progress("depth: encode", self.frames) as bar:
+        with self._progress(DEPTH_ENCODE, self.frames) as bar:
             bar(pieces[done - 1].stop if done else 0, self.frames)
             for piece in pieces[done:]:
                 video = self.video.read(self.start + piece.start, self.start + piece.stop).float().div_(255.0)
@@ -192,7 +214,7 @@ class DepthCrafterFrames(DepthFrames):
         noise = self.store.load_tensors("noise.safetensors")[0]["noise"]
         previous = self.store.load_tensors(self._window_name(first - 1))[0]["latents"] if first else None
         frames_done = windows[first - 1].end if first else 0
-        with self._progress("depth: windows", self.frames) as bar, self.model.placement.use(self.model.unet) as unet:
+        with self._progress(DEPTH_WINDOWS, self.frames) as bar, self.model.placement.use(self.model.unet) as unet:
             bar(frames_done, self.frames)
             for index in range(first, len(windows)):
                 window = windows[index]
@@ -234,7 +256,7 @@ class DepthCrafterFrames(DepthFrames):
         size = self.sampler.settings.decode_chunk
         pieces = list(chunks(self.frames, size * max(1, PIECE_FRAMES // size)))
         parts = []
-        with self._progress("depth: decode", self.frames) as bar:
+        with self._progress(DEPTH_DECODE, self.frames) as bar:
             for piece in pieces:
                 name = f"stats-{piece.start:07d}.safetensors"
                 saved = self.store.load_tensors(name)
@@ -248,10 +270,8 @@ class DepthCrafterFrames(DepthFrames):
                 bar(piece.stop, self.frames)
         raw = DepthStats.join(parts)
         low, high = float(raw.low.min()), float(raw.high.max())
-        # Normalising is monotonic, so the normalised frames' statistics are the raw ones normalised.
-        normalised = DepthStats(*(normalize_depth(values.clone(), low, high) for values in
-                                  (raw.low, raw.high, raw.median)))
-        return normalised, (low, high)
+        # Normalising is increasing, so the normalised frames' statistics are the raw ones normalised.
+        return raw.map(lambda values: normalize_depth(values, low, high)), (low, high)
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Normalised depth (1 = nearest) of frames [start, stop), decoded again from the kept latents."""

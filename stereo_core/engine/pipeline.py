@@ -26,12 +26,16 @@ import torch
 from .. import model_files
 from ..anaglyph import MODES as ANAGLYPH_MODES
 from ..anaglyph import anaglyph
+from ..color import MODES as COLOR_MODES
+from ..comfort import ComfortLimits, ComfortReport
+from ..convergence import AutoConvergence, auto_convergence
 from ..depthcrafter import DepthCrafterSettings
 from ..disparity import DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
 from ..errors import StereoInputError
-from ..frames import DEFAULT_BATCH_FRAMES, frame_batches, resize_frames
+from ..frames import frame_batches, resize_frames
 from ..inpainting import Chunk, ChunkInpainter, InpaintSettings, finish_frames, plan_chunks
-from ..layouts import LAYOUTS, compose_stereo
+from ..layouts import LAYOUTS, VirtualScreen, compose_stereo, stereo_frame_size
+from ..spatial_media import metadata_for_layout, write_spatial_metadata
 from ..video_diffusion import VideoDiffusionModel
 from ..warp import forward_warp
 from ..video_io import (
@@ -45,12 +49,22 @@ from ..video_io import (
     probe_video,
     to_bytes,
 )
-from .depth import DepthCrafterFrames, DepthFrames, DepthVideoFrames
+from .depth import (
+    DEPTH_STATISTICS,
+    DepthCrafterFrames,
+    DepthFrames,
+    DepthVideoFrames,
+)
 from .store import StageStore, WorkStore, generator_state, restore_generator, settings_key, source_identity
 
 log = logging.getLogger(__name__)
 
 OUTPUT_KINDS = ("stereo", "anaglyph", "depth")
+STEREO = "stereo: warp, inpaint, encode"  # the progress stage after the depth's
+# Colour matching pools statistics over the frames at hand: a chunk's, or one frame's. 'clip' would need
+# every inpainted frame at once.
+STREAM_COLOR_MODES = tuple(mode for mode in COLOR_MODES if mode != "clip")
+COMPOSE_FRAMES = 2
 
 
 class Models:
@@ -90,6 +104,8 @@ class OutputSettings:
     anaglyph: str = "color"  # mode of the anaglyph output, when one is asked for
     crf: int = DEFAULT_CRF
     segment_frames: int = 240  # frames per encoded piece (each starts with a keyframe)
+    screen: VirtualScreen = field(default_factory=VirtualScreen)  # the flat screen of the vr180 layout
+    metadata: bool = True  # stereo (st3d) and VR180 (sv3d) boxes in MP4/MOV, StereoMode in Matroska
 
 
 @dataclass(frozen=True)
@@ -99,7 +115,8 @@ class ConversionSettings:
     inpaint: InpaintSettings | None = field(default_factory=InpaintSettings)  # None: keep the holes
     output: OutputSettings = field(default_factory=OutputSettings)
     seed: int = 0
-    warp_chunk: int = 16  # frames per chunk when there is no inpainting
+    warp_chunk: int = 8  # frames per chunk when there is no inpainting
+    auto_convergence: AutoConvergence | None = None  # None: settings.disparity.convergence for every frame
 
     def check(self, width: int) -> None:
         """Refuse impossible settings before any work (and before any model loads)."""
@@ -107,12 +124,18 @@ class ConversionSettings:
         self.disparity.validate(width)
         if self.inpaint is not None:
             self.inpaint.check()
-            if self.inpaint.color_match == "clip":
+            if self.inpaint.color_match not in STREAM_COLOR_MODES:
                 raise StereoInputError(
                     "color_match 'clip' pools the whole clip's colours at once, which a streaming conversion does "
                     "not hold; use 'chunk' (per inpainting chunk), 'frame' or 'off'.")
         if self.output.layout not in LAYOUTS:
             raise StereoInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.output.layout!r}.")
+        if self.output.layout == "vr180":
+            self.output.screen.validate()
+            if self.output.swap_eyes:
+                raise StereoInputError("swap_eyes does not apply to vr180: headsets need the left eye on the left.")
+        if self.auto_convergence is not None:
+            self.auto_convergence.validate()
         if self.output.anaglyph not in ANAGLYPH_MODES:
             raise StereoInputError(f"anaglyph mode must be one of {', '.join(ANAGLYPH_MODES)}, "
                                    f"got {self.output.anaglyph!r}.")
@@ -130,6 +153,9 @@ class ConversionJob:
     depth_video: Path | None = None
     max_frames: int | None = None
     keep_work: bool = False
+    comfort_report: Path | None = None  # PNG of the comfort report (its JSON summary beside it)
+    comfort_limits: ComfortLimits = field(default_factory=ComfortLimits)
+    comfort_screen_px: int = 1920  # screen width the report's pixel figures are for
 
 
 class Reporter:
@@ -261,8 +287,8 @@ class _Outputs:
         self.plan, self.store, self.piece = plan, store, piece
         output = plan.settings.output
         height, width = plan.info.height, plan.info.width
-        probe = compose_stereo(torch.zeros(1, height, width, 3), torch.zeros(1, height, width, 3), output.layout)
-        sizes = {"stereo": probe.shape[1:3], "anaglyph": (height, width), "depth": (height, width)}
+        sizes = {"stereo": stereo_frame_size(output.layout, height, width, output.screen),
+                 "anaglyph": (height, width), "depth": (height, width)}
         time_base = _time_base(plan.info)
         self.writers = {kind: SegmentWriter(store.path(segment_name(kind, piece.index)), sizes[kind][1],
                                             sizes[kind][0], time_base, output.crf, rate=plan.info.fps)
@@ -271,11 +297,13 @@ class _Outputs:
     def write(self, first: int, left: torch.Tensor, right: torch.Tensor, depth: torch.Tensor | None) -> None:
         """Encode frames [first, first + n) of the run: left, right float [n, H, W, 3], depth [n, H, W] 0..1."""
         plan, output = self.plan, self.plan.settings.output
-        for part in frame_batches(left.shape[0], DEFAULT_BATCH_FRAMES):
+        # A few frames at a time: a composed 4K frame in float32 is 100 MB.
+        for part in frame_batches(left.shape[0], COMPOSE_FRAMES):
             frames = range(plan.start + first + part.start, plan.start + first + part.stop)
             times = [plan.time_of(frame) for frame in frames]
             pictures = {
-                "stereo": lambda: compose_stereo(left[part], right[part], output.layout, swap=output.swap_eyes),
+                "stereo": lambda: compose_stereo(left[part], right[part], output.layout, swap=output.swap_eyes,
+                                                 screen=output.screen),
                 "anaglyph": lambda: anaglyph(left[part], right[part], output.anaglyph),
                 "depth": lambda: depth[part].clamp(0, 1).unsqueeze(-1).expand(-1, -1, -1, 3),
             }
@@ -314,6 +342,8 @@ class Conversion:
         self.store = store or WorkStore(plan.job.work_dir)
         self.settings = plan.settings
         self.depth_key = _depth_key(plan, models)
+        self.convergence: torch.Tensor | None = None
+        self.comfort: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # depth
 
@@ -321,27 +351,56 @@ class Conversion:
         plan = self.plan
         store = self.store.stage("depth", self.depth_key)
         if plan.depth_info is not None:
-            with self.reporter.bar("depth: statistics", plan.frames) as bar:
-                return DepthVideoFrames(plan.depth_info, plan.start, plan.stop, store, bar)
-        return DepthCrafterFrames(self.models.get(model_files.DEPTHCRAFTER), self.settings.depth, reader,
-                                  plan.start, plan.stop, store, self.settings.seed, self.reporter.bar,
-                                  self.reporter.notice)
+            with self.reporter.bar(DEPTH_STATISTICS, plan.frames) as bar:
+                depth = DepthVideoFrames(plan.depth_info, plan.start, plan.stop, store, bar)
+        else:
+            depth = DepthCrafterFrames(self.models.get(model_files.DEPTHCRAFTER), self.settings.depth, reader,
+                                       plan.start, plan.stop, store, self.settings.seed, self.reporter.bar,
+                                       self.reporter.notice)
+        self.convergence = self.convergence_curve(depth)
+        return depth
+
+    def convergence_curve(self, depth: DepthFrames, shot_starts: tuple[int, ...] = ()) -> torch.Tensor | None:
+        """Per-frame screen-plane depth for auto-convergence (None: the fixed convergence)."""
+        auto = self.settings.auto_convergence
+        if auto is None:
+            return None
+        settings, stats = self.settings.disparity, depth.stats
+        subject = normalized_depth(stats.subject.view(-1, 1, 1), stats.depth_range, slice(0, depth.frames),
+                                   settings).flatten()
+        return auto_convergence(subject, shot_starts, float(self.plan.info.fps), settings.convergence, auto)
+
+    def disparity_extremes(self, depth: DepthFrames) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per frame: nearest, median and farthest disparity in pixels, from the depth statistics."""
+        settings, stats = self.settings.disparity, depth.stats
+        width = self.plan.info.width
+        frames = depth.stats_index(slice(0, depth.frames))
+        curve = None if self.convergence is None else self.convergence[frames]
+        values = [disparity_from_depth(normalized_depth(quantity[frames].view(-1, 1, 1), stats.depth_range,
+                                                        frames, settings),
+                                       settings, width, curve).flatten()
+                  for quantity in (stats.q_low, stats.median, stats.q_high)]
+        low, median, high = values
+        return torch.maximum(low, high), median, torch.minimum(low, high)
 
     # warp
 
     def warp(self, left: torch.Tensor, depth: torch.Tensor, frames: slice, depth_frames: DepthFrames):
-        """Right view and occlusion mask of left frames [n, H, W, 3] (float) for run frames `frames`."""
+        """Right view and occlusion mask of left frames [n, H, W, 3] (float) for run frames `frames`, from
+        their depth [n, h, w] (a fresh tensor: it is reused in place for the disparity, then the mask)."""
         settings = self.settings.disparity
         height, width = left.shape[1:3]
         depth_range = depth_frames.stats.depth_range
         values = resize_frames(depth.to(self.device), height, width)
-        values = normalized_depth(values, depth_range, depth_frames.stats_index(frames), settings)
-        disparity = disparity_from_depth(values, settings, width)
-        bounds = disparity_bounds(depth_range, settings, width)
+        frames = depth_frames.stats_index(frames)
+        normalized_depth(values, depth_range, frames, settings, out=values)
+        curve = None if self.convergence is None else self.convergence[frames]
+        disparity = disparity_from_depth(values, settings, width, curve, out=values)
+        bounds = disparity_bounds(depth_range, settings, width, self.convergence)
         right = torch.empty_like(left)
-        occlusion = torch.empty(left.shape[:3])
-        forward_warp(left.to(self.device), disparity, *bounds, right, occlusion)
-        return right, occlusion
+        # Each row's disparity is read before its mask is written: one buffer serves both.
+        forward_warp(left.to(self.device), disparity, *bounds, right, out_occlusion=disparity)
+        return right, disparity.cpu()
 
     def depth_picture(self, depth: torch.Tensor, frames: slice, depth_frames: DepthFrames) -> torch.Tensor:
         """The depth output's frames: normalised over the clip (white = near), at the eye size."""
@@ -356,6 +415,7 @@ class Conversion:
         with FrameReader(plan.info) as reader:
             depth = self.depth(reader)
             try:
+                self.comfort = self.disparity_extremes(depth)
                 return self._right_and_encode(reader, depth)
             finally:
                 depth.close()
@@ -383,7 +443,7 @@ class Conversion:
             eyes = _RightEyes(self, reader, depth, chunks, right_store, model)
             if done:
                 self.reporter.notice(f"Resuming: {pieces[done].start} of {plan.frames} frames already encoded")
-            with self.reporter.bar("stereo: warp, inpaint, encode", plan.frames) as bar:
+            with self.reporter.bar(STEREO, plan.frames) as bar:
                 bar(pieces[done].start, plan.frames)
                 for piece in pieces[done:]:
                     outputs = _Outputs(plan, out_store, piece)
@@ -514,13 +574,38 @@ class _RightEyes:
 
 
 def finish_outputs(plan: Plan, segments: dict[str, list[Segment]]) -> None:
-    """Join each output's pieces into its file, with the source's audio (not for the depth output)."""
+    """Join each output's pieces into its file, with the source's audio (not for the depth output), and
+    the stereo output's layout in its metadata where players look for it."""
     start = plan.info.times(plan.start, plan.start + 1)[0]
     audio_range = (start, plan.info.end_time(plan.stop))
+    output = plan.settings.output
+    metadata = metadata_for_layout(output.layout, output.swap_eyes) if output.metadata else None
     for kind, path in plan.job.outputs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
+        tagged = kind == "stereo" and metadata is not None
+        matroska = container_format(path) == "matroska"
         join_segments(path, segments[kind], audio_from=None if kind == "depth" else plan.info.path,
-                      audio_range=audio_range)
+                      audio_range=audio_range,
+                      stream_metadata=_matroska_stereo_mode(metadata) if tagged and matroska else None,
+                      finish=(lambda partial: write_spatial_metadata(partial, metadata)) if tagged and not matroska
+                      else None)
+
+
+def _matroska_stereo_mode(metadata) -> dict[str, str]:
+    """Matroska's StereoMode for a layout (FFmpeg's muxer reads it from the stream's metadata)."""
+    names = {"left-right": "left_right", "right-left": "right_left", "top-bottom": "top_bottom"}
+    return {"stereo_mode": names[metadata.stereo_mode]} if metadata.stereo_mode in names else {}
+
+
+def write_comfort_report(plan: Plan, extremes: list[tuple[int, tuple[torch.Tensor, ...]]]) -> str:
+    """The comfort report (PNG plot + JSON summary) from per-frame disparity extremes in pixels, given as
+    (first frame of the run, (nearest, median, farthest)) parts; returns its one-line verdict."""
+    job = plan.job
+    report = ComfortReport(plan.info.width, job.comfort_limits, job.comfort_screen_px, float(plan.info.fps))
+    for first, (nearest, median, farthest) in extremes:
+        report.record(nearest, median, farthest, first_frame=first)
+    report.save(job.comfort_report, job.comfort_report.with_suffix(".json"))
+    return report.verdict()
 
 
 def convert(job: ConversionJob, settings: ConversionSettings, models: Models, device: torch.device | str = "cpu",
@@ -528,8 +613,12 @@ def convert(job: ConversionJob, settings: ConversionSettings, models: Models, de
     """Convert one video file (see ConversionJob); returns the plan it ran."""
     plan = plan_conversion(job, settings)
     store = WorkStore(job.work_dir)
-    segments = Conversion(plan, models, device, reporter, store).run()
+    reporter = reporter or Reporter()
+    conversion = Conversion(plan, models, device, reporter, store)
+    segments = conversion.run()
     finish_outputs(plan, segments)
+    if job.comfort_report is not None:
+        reporter.notice(write_comfort_report(plan, [(0, conversion.comfort)]))
     if not job.keep_work:
         store.remove()
     return plan

@@ -37,7 +37,7 @@ from ..errors import StereoInputError
 from ..video_io import FrameReader, Segment, VideoInfo, partial_path, publish
 from .depth import DepthFrames, DepthStats
 from .pipeline import Conversion, ConversionJob, ConversionSettings, Models, Plan, Reporter, finish_outputs
-from .pipeline import plan_conversion
+from .pipeline import plan_conversion, write_comfort_report
 from .store import StageStore, WorkStore, settings_key, source_identity
 
 log = logging.getLogger(__name__)
@@ -250,18 +250,19 @@ class SceneDepth(DepthFrames):
         return torch.cat(out)
 
     def measure(self) -> DepthStats:
-        """The scene's per-frame statistics: the parts' own, scaled (exact: scaling by a positive factor
-        and shifting keep the order of values), and measured on the cross-faded frames."""
+        """The scene's per-frame statistics: the parts' own, scaled (scaling by a positive factor and
+        shifting keep the order of values: extremes and medians stay exact), and measured on the
+        cross-faded frames."""
         parts = []
         for index, low, high, shared in self.pieces(0, self.frames):
-            part = self.scene.parts[index]
             if shared:
                 parts.append(DepthStats.of_frames(self.read(low, high)))
                 continue
+            offset = self.scene.start - self.scene.parts[index].depth_start
             own = self.part(index).stats
-            inside = slice(self.scene.start + low - part.depth_start, self.scene.start + high - part.depth_start)
-            parts.append(DepthStats(*(getattr(own, name)[inside] * self.scales[index] + self.shifts[index]
-                                      for name in ("low", "high", "median"))))
+            inside = DepthStats(*(getattr(own, name)[low + offset:high + offset] for name in DepthStats.FIELDS))
+            scale, shift = self.scales[index], self.shifts[index]
+            parts.append(inside.map(lambda values, scale=scale, shift=shift: values * scale + shift))
         return DepthStats.join(parts)
 
     def close(self) -> None:
@@ -310,7 +311,10 @@ class _PartConversion(Conversion):
         self.depth_key = settings_key(depth_key, [plan.start, plan.stop])
 
     def depth(self, reader: FrameReader) -> DepthFrames:
-        return PartDepth(self._scene_depth(reader), self._offset, self.plan.frames)
+        scene_depth = self._scene_depth(reader)
+        # The scene's screen plane (smoothed over the scene), indexed as its statistics are (stats_index).
+        self.convergence = self.convergence_curve(scene_depth)
+        return PartDepth(scene_depth, self._offset, self.plan.frames)
 
 
 # --- the tasks -----------------------------------------------------------------------------------------
@@ -339,6 +343,7 @@ class TaskResult:
     segments: dict[str, list[Segment]] | None  # the encoded pieces, for "convert" and "right"
     notices: list[str]
     reused: bool  # finished by an earlier run
+    comfort: tuple[torch.Tensor, ...] | None = None  # per frame: nearest, median, farthest disparity (px)
 
 
 class _TaskReporter(Reporter):
@@ -418,13 +423,19 @@ class SceneWork:
         if record is not None and record.get("key") == key:
             segments = self._segments_of(record)
             if segments is not None or task.kind in ("depth", "align"):
-                return TaskResult(task, segments, [], True)
+                comfort = record.get("comfort")
+                return TaskResult(task, segments, [], True,
+                                  None if comfort is None else tuple(torch.tensor(values) for values in comfort))
         _claim(folder, task)
         segments = step.run()
-        store.save_json(f"done-{task.kind}.json", {"key": key, "segments": None if segments is None else {
-            kind: [[str(piece.path.relative_to(self.folder)), str(piece.start)] for piece in pieces]
-            for kind, pieces in segments.items()}})
-        return TaskResult(task, segments, reporter.notices, False)
+        comfort = None if segments is None else step.conversion.comfort
+        store.save_json(f"done-{task.kind}.json", {
+            "key": key,
+            "segments": None if segments is None else {
+                kind: [[str(piece.path.relative_to(self.folder)), str(piece.start)] for piece in pieces]
+                for kind, pieces in segments.items()},
+            "comfort": None if comfort is None else [values.tolist() for values in comfort]})
+        return TaskResult(task, segments, reporter.notices, False, comfort)
 
     def _segments_of(self, record: dict) -> dict[str, list[Segment]] | None:
         if record.get("segments") is None:
@@ -471,7 +482,7 @@ class SceneWork:
             if saved is not None:
                 tensors = saved[0]
                 return SceneDepth(scene, part_depth, tensors["scales"].tolist(), tensors["shifts"].tolist(),
-                                  DepthStats(tensors["low"], tensors["high"], tensors["median"]))
+                                  DepthStats(*(tensors[name] for name in DepthStats.FIELDS)))
             depth = SceneDepth(scene, part_depth, [1.0] * len(scene.parts), [0.0] * len(scene.parts))
             align_parts(depth)
             depth.stats = depth.measure()
@@ -500,16 +511,26 @@ class SceneWork:
 
     # the whole
 
+    def _output_tasks(self) -> Iterator[tuple[int, Task]]:
+        """The tasks that make the outputs' frames, in order, with their first frame (from the plan's start)."""
+        for scene in self.scenes:
+            if scene.split:
+                for part in scene.parts:
+                    yield part.start - self.plan.start, Task("right", scene.index, part.index)
+            else:
+                yield scene.start - self.plan.start, Task("convert", scene.index)
+
     def segments(self, results: dict[Task, TaskResult]) -> dict[str, list[Segment]]:
         """Every output's pieces in the order of their frames."""
         joined: dict[str, list[Segment]] = {kind: [] for kind in self.plan.job.outputs}
-        for scene in self.scenes:
-            tasks = [Task("right", scene.index, part.index) for part in scene.parts] if scene.split else \
-                [Task("convert", scene.index)]
-            for task in tasks:
-                for kind, pieces in results[task].segments.items():
-                    joined[kind].extend(pieces)
+        for _, task in self._output_tasks():
+            for kind, pieces in results[task].segments.items():
+                joined[kind].extend(pieces)
         return joined
+
+    def comfort(self, results: dict[Task, TaskResult]) -> list[tuple[int, tuple[torch.Tensor, ...]]]:
+        """The comfort report's parts: (first frame, per-frame disparity extremes) of every scene or part."""
+        return [(first, results[task].comfort) for first, task in self._output_tasks()]
 
 
 @dataclass
@@ -588,6 +609,8 @@ def convert_scenes(job: ConversionJob, settings: ConversionSettings, scene_setti
     work = SceneWork(plan, scenes)
     results = (runner or LocalRunner(models, device)).run(work, reporter)
     finish_outputs(plan, work.segments(results))
+    if job.comfort_report is not None:
+        reporter.notice(write_comfort_report(plan, work.comfort(results)))
     if not job.keep_work:
         store.remove()
     return plan

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import StereoInputError
-from ..video_io import partial_path, publish
+from ..files import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +74,8 @@ class StageStore:
         return sorted(p.name for p in self.folder.glob(pattern) if not p.name.startswith("."))
 
     def _write(self, name: str, write) -> None:
-        target = self.path(name)
-        partial = partial_path(target)
-        try:
+        with atomic_output(self.path(name)) as partial:
             write(partial)
-            publish(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
 
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> None:
         from safetensors.torch import save_file
