@@ -26,14 +26,14 @@ from stereo_core.engine.distributed import LOOPBACK, RayRunner, RaySession, Work
 def test_a_local_session_is_loopback_only_and_gives_the_one_process_result(tmp_path_factory, tmp_path, model_tree):
     source, _ = scenes_reference(tmp_path_factory, model_tree)
     args = cli.build_parser().parse_args([str(source), "--models", str(model_tree["svd"].parent), "--device", "cpu",
-                                          "--segment-frames", "4", "--max-frames", "32", *cli_fast()])
+                                          "--segment-frames", "4", "--max-frames", "24", *cli_fast()])
     settings = cli.settings_of(args)
-    scenes = SceneSettings(part_frames=12, part_overlap=3)  # both 16-frame scenes in two parts
+    scenes = SceneSettings(part_frames=12, part_overlap=3)  # the first scene (16 frames) in two parts, then 8
     models = cli.CommandLineModels(args, cli.pick_device("cpu"))
 
     def job(name, keep_work=False):
         return ConversionJob(source=source, outputs={"stereo": tmp_path / f"{name}.mp4"}, work_dir=tmp_path / name,
-                             max_frames=32, keep_work=keep_work)
+                             max_frames=24, keep_work=keep_work)
 
     convert_scenes(job("local"), settings, scenes, models)
 
@@ -48,13 +48,13 @@ def test_a_local_session_is_loopback_only_and_gives_the_one_process_result(tmp_p
         assert ray.get_runtime_context().gcs_address.startswith(f"{LOOPBACK}:")
         convert_scenes(job("ray", keep_work=True), settings, scenes, models, reporter=Reporter(), runner=runner)
         claims = [json.loads(path.read_text()) for path in (tmp_path / "ray").glob("**/worker.json")]
-        assert len(claims) == 6, "the last task in each of 2 scene and 4 part folders: alignment, stereo frames"
+        assert len(claims) == 4, "the last task in each folder: 2 scenes (alignment, conversion), 2 parts (stereo)"
         workers = {ray.get(actor.ready.remote())["pid"] for actor in runner._idle}
         assert len(workers) == 2 and {claim["pid"] for claim in claims} <= workers
         assert os.getpid() not in workers, "the tasks ran in Ray's workers"
         # The next video of a batch goes to the same workers, their models already loaded.
         following = ConversionJob(source=source, outputs={"stereo": tmp_path / "next.mp4"},
-                                  work_dir=tmp_path / "next", max_frames=16, keep_work=True)
+                                  work_dir=tmp_path / "next", max_frames=8, keep_work=True)
         convert_scenes(following, settings, SceneSettings(), models, reporter=Reporter(), runner=runner)
         (claim,) = [json.loads(path.read_text()) for path in (tmp_path / "next").glob("**/worker.json")]
         assert claim["pid"] in workers
@@ -63,7 +63,7 @@ def test_a_local_session_is_loopback_only_and_gives_the_one_process_result(tmp_p
         runner.close()
     assert not ray.is_initialized()
     ours, expected = decoded(tmp_path / "ray.mp4"), decoded(tmp_path / "local.mp4")
-    assert len(ours) == len(expected) == 32
+    assert len(ours) == len(expected) == 24
     assert all(np.array_equal(a, b) for a, b in zip(ours, expected))
 
 
