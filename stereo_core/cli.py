@@ -146,20 +146,21 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--split-scenes", action="store_true",
                        help="Cut the video at its hard scene cuts (PySceneDetect) and convert each scene on its own: "
                             "depth normalised per scene; scenes can run in parallel (--ray).")
-    group.add_argument("--scene-threshold", type=float, default=_SCENES.threshold,
+    group.add_argument("--scene-threshold", type=float, default=_SCENES.threshold, metavar="CHANGE",
                        help="Content change that makes a cut (PySceneDetect's content detector; lower: more cuts).")
-    group.add_argument("--min-scene-frames", type=int, default=_SCENES.min_scene_frames,
+    group.add_argument("--min-scene-frames", type=int, default=_SCENES.min_scene_frames, metavar="FRAMES",
                        help="No cut closer than this many frames to the previous one.")
-    group.add_argument("--scene-part-frames", type=int, default=_SCENES.part_frames,
+    group.add_argument("--scene-part-frames", type=int, default=_SCENES.part_frames, metavar="FRAMES",
                        help="Scenes longer than this are split into parts that run in parallel, their depth aligned "
                             "and cross-faded over --scene-overlap frames (0: never split a scene).")
-    group.add_argument("--scene-overlap", type=int, default=_SCENES.part_overlap,
+    group.add_argument("--scene-overlap", type=int, default=_SCENES.part_overlap, metavar="FRAMES",
                        help="Frames of depth two parts of a long scene share.")
     group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="Run the scenes on Ray workers (implies --split-scenes): without ADDRESS a local Ray "
                             "starts for the run on this machine only; 'auto' or host:port joins a running cluster.")
-    group.add_argument("--ray-workers", type=int,
-                       help="Ray workers to start (default: one per GPU of the cluster, else one per CPU core).")
+    group.add_argument("--ray-workers", type=int, metavar="N",
+                       help="Ray workers to start (default: one per GPU of the cluster; without GPUs, the CPU cores "
+                            "divided by this process's torch thread count).")
 
     group = parser.add_argument_group("run")
     group.add_argument("--max-frames", type=int, help="Only the first N frames (for trying settings).")
