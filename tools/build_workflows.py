@@ -470,8 +470,8 @@ def auto_convergence():
     graph.link(converge, "depth", right, "depth")
     filled = inpaint(graph, images, (right, "right"), (right, "occlusion"), (1550, 140))
     save_stereo_outputs(graph, images, (filled, "right"), 1930, 0, core_saver(graph, components))
-    check = check_comfort(graph, images, (converge, "depth"), (components, "fps"), (1180, 620), already_normalized)
-    comfort_previews(graph, check, 1560, 620)
+    check = check_comfort(graph, images, (converge, "depth"), (components, "fps"), (1260, 620), already_normalized)
+    comfort_previews(graph, check, 1650, 620)
     graph.save("auto_convergence")
 
 
