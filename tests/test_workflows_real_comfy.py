@@ -80,10 +80,10 @@ def test_workflow_runs_in_real_comfyui(name, inputs, model_tree, tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert not workflow["missing_node_types"] and not workflow["widget_issues"] and not workflow["dialogs"]
     (prompt,) = report["prompts"]
-    previews = [record for record in prompt["outputs"] if record["type"] == "temp"]
-    assert len(previews) == (name in COMFORT_PLOTS)
-    for record in previews:
-        assert workflow_node_type(name, record["node"]) == "PreviewImage"
+    shown = [record for record in prompt["outputs"] if workflow_node_type(name, record["node"]) == "PreviewImage"]
+    assert len(shown) == (name in COMFORT_PLOTS)
+    for record in shown:
+        assert record["type"] == "temp"
         assert_comfort_plot(tmp_path / "out" / record["filename"])
     saved = {path.name.split("_0000")[0]: path for path in (tmp_path / "out").iterdir() if path.suffix == ".mp4"}
     assert sorted(saved) == sorted(EXPECTED[name])
