@@ -63,7 +63,9 @@ class StereoComfortCheck:
               range_limit, screen_width_px, fps, image=None):
         depth = check_clip(depth, "depth", channels=(1, 3))
         width = check_clip(image, "image").shape[2] if image is not None else depth.shape[2]
-        limits = ComfortLimits(front=front_limit, behind=behind_limit, budget=range_limit, source="your limits")
+        chosen = (front_limit, behind_limit, range_limit)
+        source = _LIMITS.source if chosen == (_LIMITS.front, _LIMITS.behind, _LIMITS.budget) else "your limits"
+        limits = ComfortLimits(front=front_limit, behind=behind_limit, budget=range_limit, source=source)
         report = ComfortReport(width, limits, screen_width_px, fps or None)
         settings = disparity_settings(max_disp, disp_unit, convergence, invert_depth, normalize)
         measure_depth(depth, settings, report, progress=Progress(depth.shape[0]))

@@ -253,3 +253,18 @@ def test_a_missing_model_is_named(source, tmp_path):
     job = ConversionJob(source=source, outputs={"stereo": tmp_path / "o.mp4"}, work_dir=tmp_path / "w")
     with pytest.raises(StereoInputError, match=model_files.TITLES["depthcrafter"]):
         convert(job, ConversionSettings(inpaint=None), LoadedModels({}))
+
+
+def test_auto_convergence_is_part_of_what_the_right_eye_depends_on(source, tmp_path):
+    depth_path = grey_depth_video(tmp_path / "depth.mp4")
+    job = ConversionJob(source=source, outputs={"stereo": tmp_path / "o.mp4"}, work_dir=tmp_path / "w",
+                        depth_video=depth_path, keep_work=True)
+    convert(job, ConversionSettings(inpaint=None), LoadedModels({}))
+    first = {p.name for p in (tmp_path / "w").iterdir()}
+    from stereo_core.convergence import AutoConvergence
+
+    job.outputs = {"stereo": tmp_path / "o2.mp4"}
+    convert(job, ConversionSettings(inpaint=None, auto_convergence=AutoConvergence()), LoadedModels({}))
+    second = {p.name for p in (tmp_path / "w").iterdir()}
+    assert [n for n in first if n.startswith("depth-")] == [n for n in second if n.startswith("depth-")]
+    assert [n for n in first if n.startswith("right-")] != [n for n in second if n.startswith("right-")]

@@ -27,8 +27,8 @@ def input_dir(tmp_path_factory):
     return folder
 
 
-def run(name, nodes, input_dir, tmp_path):
-    saved = run_workflow(ROOT / "workflows" / f"{name}.json", nodes, input_dir, tmp_path)
+def run(name, nodes, input_dir, tmp_path, shown=None):
+    saved = run_workflow(ROOT / "workflows" / f"{name}.json", nodes, input_dir, tmp_path, shown)
     return {path.relative_to(tmp_path).as_posix().rsplit("_", 2)[0]: path for path in saved}
 
 
@@ -37,7 +37,7 @@ def assert_left_eye_is_input(path, input_path, width=WIDTH, height=HEIGHT):
     assert (left - read_video(input_path).frames).abs().mean() < CODEC_TOLERANCE
 
 
-STEREO_WORKFLOWS = ["bring_your_own_depth", "full_pipeline", "videohelpersuite_full_pipeline"]
+STEREO_WORKFLOWS = ["auto_convergence", "bring_your_own_depth", "full_pipeline", "videohelpersuite_full_pipeline"]
 
 
 @pytest.mark.parametrize("name", STEREO_WORKFLOWS)
@@ -64,6 +64,34 @@ def test_long_video_workflows_stream_through_stereo_convert_video(name, nodes, m
     (written,) = (tmp_path / "node_temp" / "stereo3d").glob("*.mp4")
     assert written.name == "convert_00001_LR.mp4" and written.read_bytes() == outputs["stereo3d/sbs"].read_bytes()
     assert not list((tmp_path / "node_output").rglob("*.*")), "nothing is left in the output folder"
+
+
+def assert_comfort_plot_and_verdict(shown):
+    (plot,) = shown["Comfort plot"]["images"]
+    assert plot.shape == (520, 1200, 3) and plot.std() > 0.05, "the chart, not a blank image"
+    (verdict,) = shown["Comfort verdict"]["text"]
+    return verdict
+
+
+def test_comfort_check_shows_the_plot_and_the_verdict(nodes, models_dir, input_dir, tmp_path):
+    shown = {}
+    assert run("comfort_check", nodes, input_dir, tmp_path, shown) == {}, "a check saves no video"
+    assert sorted(shown) == ["Comfort plot", "Comfort verdict"]
+    verdict = assert_comfort_plot_and_verdict(shown)
+    # 20 px of a 128 px frame is about 15% in front and behind: every frame is far past the 1% / 2% limits.
+    assert verdict.startswith(f"Uncomfortable: {FRAMES} of {FRAMES} frames (100%) beyond the limits (BSkyB 3D "
+                              "guidelines; in front > 1%"), verdict
+    assert verdict.endswith("of the width on a 1920 px screen."), verdict
+
+
+def test_auto_convergence_shows_the_planes_and_checks_the_depth_it_warps_by(nodes, models_dir, input_dir, tmp_path):
+    shown = {}
+    run("auto_convergence", nodes, input_dir, tmp_path, shown)
+    assert sorted(shown) == ["Comfort plot", "Comfort verdict", "Screen plane per shot"]
+    assert_comfort_plot_and_verdict(shown)
+    ((planes,),) = shown["Screen plane per shot"].values()
+    start, plane = planes.split(": ")
+    assert start == "0" and abs(float(plane) - 0.5) <= 0.25, "one shot, its plane within max_shift of 0.5"
 
 
 def test_depthcrafter_depth_writes_grey_and_inferno_depth(nodes, models_dir, input_dir, tmp_path):

@@ -14,7 +14,9 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from stereo_core.video_io import read_video
 from synthetic_video import describe, make_depth_video, make_grid_video, make_video
@@ -31,7 +33,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 EXPECTED = {  # workflow -> {output prefix: (width factor, height factor, audio)}
+    "auto_convergence": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     "bring_your_own_depth": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
+    "comfort_check": {},
     "depthcrafter_depth": {"depth": (1, 1, None), "depth_inferno": (1, 1, None)},
     "full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     # Stereo Convert Video previews its own file (in temp/), Save Video the copy it keeps.
@@ -41,6 +45,8 @@ EXPECTED = {  # workflow -> {output prefix: (width factor, height factor, audio)
     "stage2_inpainting": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     "videohelpersuite_full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
 }
+COMFORT_PLOTS = {"auto_convergence", "comfort_check"}  # workflows whose Preview Image shows the comfort plot
+CURVE_COLOURS = [(230, 120, 20), (40, 90, 200), (120, 50, 160)]  # nearest, median, farthest (comfort_plot.py)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +79,13 @@ def test_workflow_runs_in_real_comfyui(name, inputs, model_tree, tmp_path):
     workflow = report["workflows"][0]
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert not workflow["missing_node_types"] and not workflow["widget_issues"] and not workflow["dialogs"]
-    saved = {path.name.split("_0000")[0]: path for path in (tmp_path / "out").iterdir()}
+    (prompt,) = report["prompts"]
+    shown = [record for record in prompt["outputs"] if workflow_node_type(name, record["node"]) == "PreviewImage"]
+    assert len(shown) == (name in COMFORT_PLOTS)
+    for record in shown:
+        assert record["type"] == "temp"
+        assert_comfort_plot(tmp_path / "out" / record["filename"])
+    saved = {path.name.split("_0000")[0]: path for path in (tmp_path / "out").iterdir() if path.suffix == ".mp4"}
     assert sorted(saved) == sorted(EXPECTED[name])
     for prefix, (width_factor, height_factor, audio) in EXPECTED[name].items():
         facts = describe(saved[prefix])
@@ -83,3 +95,17 @@ def test_workflow_runs_in_real_comfyui(name, inputs, model_tree, tmp_path):
         left = read_video(saved["sbs"]).frames[:, :, :WIDTH]
         assert (left - read_video(inputs / "input_video.mp4").frames).abs().mean() < 0.03
     shutil.rmtree(tmp_path / "out")
+
+
+def workflow_node_type(name, node_id):
+    graph = json.loads((ROOT / "workflows" / f"{name}.json").read_text())
+    return next(node["type"] for node in graph["nodes"] if str(node["id"]) == str(node_id))
+
+
+def assert_comfort_plot(path):
+    """The Stereo Comfort Check chart as Preview Image saved it: its size, and all three curves drawn."""
+    with Image.open(path) as image:
+        assert image.size == (1200, 520)
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    for colour in CURVE_COLOURS:  # ComfyUI rounds the 0..1 image down to 8 bits: within 1
+        assert (np.abs(pixels - colour).max(axis=-1) <= 1).sum() > 300, f"no curve drawn in {colour}"

@@ -68,6 +68,15 @@ class StandIns:
         self.saved.append(Path(shutil.copyfile(video.get_stream_source(), path)))
         return ()
 
+    # Preview nodes show rather than save: like ComfyUI's, they return {"ui": ...} (the images themselves here,
+    # where ComfyUI writes them to its temp folder and returns their names).
+    def PreviewImage(self, images):
+        return {"ui": {"images": images}, "result": ()}
+
+    def PreviewAny(self, source):
+        text = source if isinstance(source, str) else json.dumps(source, indent=4)
+        return {"ui": {"text": (text,)}, "result": ()}
+
     def VHS_LoadVideo(self, video, force_rate, custom_width, custom_height, frame_load_cap, skip_first_frames,
                       select_every_nth, format="None", meta_batch=None, vae=None):
         # Shipped workflows load the whole clip unchanged; the stand-in supports exactly that.
@@ -91,8 +100,10 @@ class StandIns:
         return ((save_output, [str(self.saved[-1])]),)  # VHS_FILENAMES
 
 
-def run_workflow(path: Path, node_classes: dict, input_dir: Path, output_dir: Path) -> list[Path]:
-    """Execute every node of the workflow (in dependency order); returns the saved video files."""
+def run_workflow(path: Path, node_classes: dict, input_dir: Path, output_dir: Path,
+                 shown: dict | None = None) -> list[Path]:
+    """Execute every node of the workflow (in dependency order); returns the saved video files.
+    shown: receives what each node shows in the UI (its "ui" dict), by the node's title (or type)."""
     graph = json.loads(Path(path).read_text())
     nodes = {node["id"]: node for node in graph["nodes"] if node["type"] not in FRONTEND_ONLY}
     links = {link[0]: (link[1], link[2]) for link in graph["links"]}
@@ -111,10 +122,12 @@ def run_workflow(path: Path, node_classes: dict, input_dir: Path, output_dir: Pa
         if node["type"] in node_classes:
             cls = node_classes[node["type"]]
             outputs = getattr(cls(), cls.FUNCTION)(**arguments)
-            if isinstance(outputs, dict):  # {"ui": what the node shows, "result": its outputs}
-                outputs = outputs["result"]
         else:
             outputs = getattr(stand_ins, node["type"])(**arguments)
+        if isinstance(outputs, dict):  # {"ui": what the node shows, "result": its outputs}
+            if shown is not None and "ui" in outputs:
+                shown[node.get("title", node["type"])] = outputs["ui"]
+            outputs = outputs.get("result", ())
         expected = len(definition(node["type"])[1])
         assert len(outputs) == expected, f"{node['type']} returned {len(outputs)} outputs, declares {expected}"
         results[node_id] = outputs

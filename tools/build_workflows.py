@@ -22,6 +22,10 @@ OUTPUT_DIR = ROOT / "workflows"
 # Nodes that live only in the frontend: no definition in /object_info, nothing to execute.
 FRONTEND_ONLY = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 WIDGET_KINDS = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
+# Widgets that a node's frontend extension adds, as the frontend saves them. Preview as Text shows the text in
+# two read-only boxes that are not saved (null) and a Markdown toggle, which on load takes the first saved
+# value: [null, null, null] is what the frontend saves again after loading it (as core's own templates hold).
+FRONTEND_WIDGETS = {"PreviewAny": [None, None, None]}
 
 
 def has_seed_control(name, options):
@@ -82,6 +86,11 @@ def read_widgets(node):
         names = {name for name, _ in widgets}
         return ({name: saved[name] for name, _ in widgets},
                 {key: value for key, value in saved.items() if key not in names})
+    added = FRONTEND_WIDGETS.get(node["type"], [])
+    if added:
+        if saved[-len(added):] != added:
+            raise ValueError(f"{node['type']} lacks the frontend's own widget values {added}")
+        saved = saved[:-len(added)]
     values, queue = {}, list(saved)
     for name, options in widgets:
         if not queue:
@@ -116,6 +125,7 @@ class Graph:
                     values.append("image")  # the upload button's value, as the frontend saves it
                 if has_seed_control(name, options):
                     values.append("fixed")  # shipped workflows reproduce their result
+        values += FRONTEND_WIDGETS.get(node_type, [])
         if uses_widget_dict(node_type):
             names = [name for name, _, _, is_widget in inputs if is_widget]
             values = {**dict(zip(names, values)), **(extra_widgets or {}),
@@ -198,16 +208,17 @@ def vhs_saver(graph, loader, info):
     return save
 
 
-def save_stereo_outputs(graph, left, right, x, y, save):
-    """SBS + anaglyph of (left, right), each written by save(images, prefix, x, y)."""
+def save_stereo_outputs(graph, left, right, x, y, save, row_height=280):
+    """SBS + anaglyph of (left, right), each written by save(images, prefix, x, y), the anaglyph's row
+    row_height below the SBS one (room for the saver's node and the video preview it shows after a run)."""
     sbs = graph.node("SC3D_SBSCompose", (x, y), size=(320, 230))
     graph.link(left[0], left[1], sbs, "left")
     graph.link(right[0], right[1], sbs, "right")
-    red_cyan = graph.node("SC3D_Anaglyph", (x, y + 280), size=(320, 110))
+    red_cyan = graph.node("SC3D_Anaglyph", (x, y + row_height), size=(320, 110))
     graph.link(left[0], left[1], red_cyan, "left")
     graph.link(right[0], right[1], red_cyan, "right")
     save((sbs, "stereo"), "stereo3d/sbs", x + 380, y)
-    save((red_cyan, "anaglyph"), "stereo3d/anaglyph", x + 380, y + 280)
+    save((red_cyan, "anaglyph"), "stereo3d/anaglyph", x + 380, y + row_height)
 
 
 def depthcrafter(graph, images, pos):
@@ -257,6 +268,30 @@ MODELS_STEP = ("Models, once: turn on download_if_missing in the loaders to fetc
 STRENGTH_STEP = "Forward Warp Stereo: max_disp sets the 3D strength (20 px = the reference), convergence the screen plane."
 INPAINT_STEP = ("StereoCrafter Inpaint Chunked fills the holes. Out of GPU memory? Raise tile_num, lower frames_chunk, "
                 "or choose 'sequential offload' in the loader.")
+
+
+def comfort_previews(graph, check, x, y):
+    """Preview Image of the comfort check's plot, and Preview as Text of its verdict below it."""
+    plot = graph.node("PreviewImage", (x, y), title="Comfort plot", size=(700, 380))
+    graph.link(check, "plot", plot, "images")
+    verdict = graph.node("PreviewAny", (x, y + 430), title="Comfort verdict", size=(700, 170))
+    graph.link(check, "verdict", verdict, "source")
+
+
+def check_comfort(graph, images, depth, fps, pos, widgets=None):
+    """Stereo Comfort Check of `depth` (for `images`, at the video's fps): the check node."""
+    check = graph.node("SC3D_StereoComfortCheck", pos, widgets, size=(340, 330))
+    graph.link(depth[0], depth[1], check, "depth")
+    graph.link(images[0], images[1], check, "image")
+    graph.link(fps[0], fps[1], check, "fps")
+    return check
+
+
+COMFORT_STEP = ("Stereo Comfort Check: the limits are BSkyB's 3D guidelines (1% of the width in front of the "
+                "screen, 2% behind, 3% range); screen_width_px is the screen you will watch on (the plot's pixel "
+                "axis).")
+COMFORT_RESULT = ("Preview Image shows the nearest, median and farthest disparity of every frame against the "
+                  "limits; Preview as Text the verdict (how many frames are beyond them, and the worst).")
 
 
 def bring_your_own_depth():
@@ -378,8 +413,66 @@ def videohelpersuite_full_pipeline():
     info = graph.node("VHS_VideoInfoLoaded", (-400, 580), size=(260, 150))
     graph.link(loader, "video_info", info, "video_info")
     filled = depth_warp_inpaint(graph, (loader, "IMAGE"))
-    save_stereo_outputs(graph, (loader, "IMAGE"), (filled, "right"), 1560, 0, vhs_saver(graph, loader, info))
+    # Video Combine with its mp4 options is about 420 high before a run, and shows the video below them after.
+    save_stereo_outputs(graph, (loader, "IMAGE"), (filled, "right"), 1560, 0, vhs_saver(graph, loader, info),
+                        row_height=620)
     graph.save("videohelpersuite_full_pipeline")
+
+
+def comfort_check():
+    graph = Graph()
+    graph.note(
+        "Is the 3D comfortable? Check before you render\n\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1 and DepthCrafter.\n"
+        "2. Load Video: your clip.\n"
+        "3. DepthCrafter Depth: max_res 512-768 is enough for a check and much faster than 1024.\n"
+        "4. Stereo Comfort Check: set max_disp, disp_unit, convergence, invert_depth and normalize as you will "
+        "in Forward Warp Stereo or Stereo Convert Video. " + COMFORT_STEP.split(": ", 1)[1] + "\n"
+        "5. Queue. " + COMFORT_RESULT + "\n\n"
+        "Too strong overall: lower max_disp. Too much in front of the screen: raise convergence; too far "
+        "behind: lower it. Or let the auto_convergence workflow move the screen plane per shot.",
+        (0, -400), size=(600, 360))
+    components = load_video(graph, "input_video.mp4", (0, 0))
+    depth = depthcrafter(graph, (components, "images"), (440, 140))
+    check = check_comfort(graph, (components, "images"), (depth, "depth"), (components, "fps"), (810, 140))
+    comfort_previews(graph, check, 1200, 0)
+    graph.save("comfort_check")
+
+
+def auto_convergence():
+    graph = Graph()
+    graph.note(
+        "2D to 3D with auto-convergence and a comfort check\n\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
+        "2. Load Video: your clip.\n"
+        "3. Auto Convergence moves the screen plane per shot so the main subject sits near it, gliding over "
+        "smoothing_seconds (the video's frame rate comes from Load Video). Several shots: list their first "
+        "frames in shot_starts (e.g. '0, 120, 348'); empty = one shot. The planes it chose show in the text "
+        "preview under it.\n"
+        "4. Forward Warp Stereo and Stereo Comfort Check take its re-centred depth: keep their normalize at "
+        "'none', invert_depth off and convergence equal to Auto Convergence's. max_disp sets the 3D strength "
+        "(20 px = the reference); give both the same.\n"
+        f"5. {INPAINT_STEP}\n"
+        "6. Queue. output/stereo3d/ gets a full side-by-side video and a red/cyan anaglyph with the source's "
+        "frame rate and audio. " + COMFORT_RESULT,
+        (0, -460), size=(620, 420))
+    components = load_video(graph, "input_video.mp4", (0, 0))
+    images = (components, "images")
+    depth = depthcrafter(graph, images, (440, 140))
+    converge = graph.node("SC3D_AutoConvergenceDepth", (810, 140), size=(330, 330))
+    graph.link(depth, "depth", converge, "depth")
+    graph.link(components, "fps", converge, "fps")
+    planes = graph.node("PreviewAny", (810, 780), title="Screen plane per shot", size=(330, 150))
+    graph.link(converge, "convergence", planes, "source")
+    already_normalized = {"normalize": "none"}
+    right = graph.node("SC3D_ForwardWarpStereo", (1180, 140), already_normalized, size=(330, 230))
+    graph.link(components, "images", right, "image")
+    graph.link(converge, "depth", right, "depth")
+    filled = inpaint(graph, images, (right, "right"), (right, "occlusion"), (1550, 140))
+    save_stereo_outputs(graph, images, (filled, "right"), 1930, 0, core_saver(graph, components))
+    check = check_comfort(graph, images, (converge, "depth"), (components, "fps"), (1260, 620), already_normalized)
+    comfort_previews(graph, check, 1650, 620)
+    graph.save("auto_convergence")
 
 
 LONG_VIDEO_STEPS = (
@@ -449,8 +542,9 @@ def long_video_bring_your_own_depth():
     graph.save("long_video_bring_your_own_depth")
 
 
-WORKFLOWS = (bring_your_own_depth, depthcrafter_depth, full_pipeline, long_video_bring_your_own_depth,
-             long_video_full_pipeline, stage1_splatting, stage2_inpainting, videohelpersuite_full_pipeline)
+WORKFLOWS = (auto_convergence, bring_your_own_depth, comfort_check, depthcrafter_depth, full_pipeline,
+             long_video_bring_your_own_depth, long_video_full_pipeline, stage1_splatting, stage2_inpainting,
+             videohelpersuite_full_pipeline)
 
 if __name__ == "__main__":
     for build in WORKFLOWS:

@@ -7,7 +7,7 @@ Uses the ComfyUI test harness (../shared/tools/comfy, see its README) against a 
     python3 tools/screenshot_workflows.py --url http://127.0.0.1:PORT
 
 Writes docs/workflows/<name>.png. The viewport is large and the frontend's low-quality
-threshold lowered, so node titles and widget values stay readable when the graph is fitted.
+thresholds lowered, so node titles and widget values stay drawn when the graph is fitted.
 """
 
 import argparse
@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 READABLE_JS = """async () => {
   const settings = window.app.extensionManager.setting;
   await settings.set('LiteGraph.Canvas.LowQualityRenderingZoomThreshold', 0.2);
+  // Frontend 1.35 switches to boxes-only drawing by font size (default: below 8 px, i.e. zoom < ~57%).
+  await settings.set('LiteGraph.Canvas.MinFontSizeForLOD', 1);
   return true; }"""
 
 

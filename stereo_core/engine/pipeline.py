@@ -248,8 +248,9 @@ def _depth_key(plan: Plan, models: Models) -> str:
 def _right_key(plan: Plan, depth_key: str, models: Models) -> str:
     inpaint = None if plan.settings.inpaint is None else asdict(plan.settings.inpaint)
     model = None if plan.settings.inpaint is None else models.identity(model_files.STEREOCRAFTER)
-    return settings_key(depth_key, asdict(plan.settings.disparity), inpaint, plan.settings.seed, model,
-                        plan.settings.warp_chunk)
+    auto = plan.settings.auto_convergence
+    return settings_key(depth_key, asdict(plan.settings.disparity), None if auto is None else asdict(auto), inpaint,
+                        plan.settings.seed, model, plan.settings.warp_chunk)
 
 
 def _output_key(plan: Plan, right_key: str) -> str:

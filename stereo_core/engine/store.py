@@ -23,9 +23,13 @@ from ..files import atomic_output
 log = logging.getLogger(__name__)
 
 
+# Raised whenever what a stage stores changes shape, so work kept by an older version is not misread.
+STORE_VERSION = 2
+
+
 def settings_key(*parts) -> str:
-    """A short stable hash of JSON-able settings."""
-    text = json.dumps(parts, sort_keys=True, default=str)
+    """A short stable hash of JSON-able settings (and of the store's version)."""
+    text = json.dumps([STORE_VERSION, *parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
