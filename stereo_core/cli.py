@@ -35,6 +35,7 @@ from .engine import (
     convert,
     plan_conversion,
 )
+from .engine.scenes import SceneSettings, convert_scenes, require_scenedetect
 from .errors import StereoInputError
 from .inpainting import TILE_BLENDS, InpaintSettings
 from .layouts import LAYOUTS, VirtualScreen
@@ -46,7 +47,7 @@ from .video_io import CONTAINERS, is_complete_video
 log = logging.getLogger("stereo_core")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 _DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), DisparitySettings(), OutputSettings()
-_SCREEN, _AUTO = VirtualScreen(), AutoConvergence()
+_SCREEN, _AUTO, _SCENES = VirtualScreen(), AutoConvergence(), SceneSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,6 +142,26 @@ def build_parser() -> argparse.ArgumentParser:
                             "layer by layer (smallest cards).")
     group.add_argument("--seed", type=int, default=0)
 
+    group = parser.add_argument_group("scenes and scale-out (see docs/scale.md)")
+    group.add_argument("--split-scenes", action="store_true",
+                       help="Cut the video at its hard scene cuts (PySceneDetect) and convert each scene on its own: "
+                            "depth normalised per scene; scenes can run in parallel (--ray).")
+    group.add_argument("--scene-threshold", type=float, default=_SCENES.threshold, metavar="CHANGE",
+                       help="Content change that makes a cut (PySceneDetect's content detector; lower: more cuts).")
+    group.add_argument("--min-scene-frames", type=int, default=_SCENES.min_scene_frames, metavar="FRAMES",
+                       help="No cut closer than this many frames to the previous one.")
+    group.add_argument("--scene-part-frames", type=int, default=_SCENES.part_frames, metavar="FRAMES",
+                       help="Scenes longer than this are split into parts that run in parallel, their depth aligned "
+                            "and cross-faded over --scene-overlap frames (0: never split a scene).")
+    group.add_argument("--scene-overlap", type=int, default=_SCENES.part_overlap, metavar="FRAMES",
+                       help="Frames of depth two parts of a long scene share.")
+    group.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="Run the scenes on Ray workers (implies --split-scenes): without ADDRESS a local Ray "
+                            "starts for the run on this machine only; 'auto' or host:port joins a running cluster.")
+    group.add_argument("--ray-workers", type=int, metavar="N",
+                       help="Ray workers to start (default: one per GPU of the cluster; without GPUs, the CPU cores "
+                            "divided by this process's torch thread count).")
+
     group = parser.add_argument_group("run")
     group.add_argument("--max-frames", type=int, help="Only the first N frames (for trying settings).")
     group.add_argument("--overwrite", action="store_true", help="Redo outputs that already exist.")
@@ -178,6 +199,20 @@ def check_arguments(args) -> None:
     if args.screen_width < 1:
         raise StereoInputError(f"--screen-width must be a number of pixels, got {args.screen_width}.")
     settings_of(args).check(width=1 << 30)  # the width-dependent checks run per video, before any model
+    if args.ray is not None and args.ray_workers is not None and args.ray_workers < 1:
+        raise StereoInputError(f"--ray-workers must be at least 1, got {args.ray_workers}.")
+    scenes = scene_settings_of(args)
+    if scenes is not None:
+        scenes.check()
+        require_scenedetect()
+
+
+def scene_settings_of(args) -> SceneSettings | None:
+    """The scene splitting asked for (--split-scenes, or --ray which runs scenes), else None."""
+    if not (args.split_scenes or args.ray is not None):
+        return None
+    return SceneSettings(threshold=args.scene_threshold, min_scene_frames=args.min_scene_frames,
+                         part_frames=args.scene_part_frames, part_overlap=args.scene_overlap)
 
 
 def settings_of(args) -> ConversionSettings:
@@ -405,7 +440,28 @@ def run(args) -> int:
     models = CommandLineModels(args, device)
     models.check(_needed_models(jobs, args))
     settings = settings_of(args)
+    scenes = scene_settings_of(args)
+    runner = ray_runner(args) if args.ray is not None else None
+    try:
+        return _run_jobs(args, jobs, settings, scenes, models, device, runner)
+    finally:
+        if runner is not None:
+            runner.close()
 
+
+def ray_runner(args):
+    """Scenes on Ray workers that load the models the way this command does, on their own device."""
+    from functools import partial
+
+    from .engine.distributed import RayRunner, RaySession, WorkerSpec, import_ray
+
+    import_ray(local=args.ray == "local")  # missing Ray is reported before any work
+    spec = WorkerSpec(models=partial(CommandLineModels, args), device=partial(pick_device, args.device),
+                      threads=torch.get_num_threads())
+    return RayRunner(RaySession(None if args.ray == "local" else args.ray), spec, workers=args.ray_workers)
+
+
+def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
     # Probe every input first: a damaged file or a setting impossible for one video is found before any work.
     planned, failures = [], []
     for job in jobs:
@@ -428,7 +484,10 @@ def run(args) -> int:
         log.info("[%d/%d] %s -> %s (%d frames)", number, len(planned), job.source, job.output, plan.frames)
         reporter = ConsoleReporter(enabled=not args.quiet, prefix=f"[{number}/{len(planned)}] ")
         try:
-            convert(conversion_job, settings, models, device, reporter)
+            if scenes is None:
+                convert(conversion_job, settings, models, device, reporter)
+            else:
+                convert_scenes(conversion_job, settings, scenes, models, device, reporter, runner)
         except StereoInputError as error:
             if len(jobs) == 1:
                 raise

@@ -395,6 +395,7 @@ def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | No
                 _audio_packets(av, output, Path(audio_from), fmt, *audio_range)
 
             def video_packets():
+                last_dts = None
                 for segment in segments:
                     with av.open(str(segment.path)) as piece:
                         stream = piece.streams.video[0]
@@ -404,6 +405,12 @@ def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | No
                                 continue
                             packet.pts += shift
                             packet.dts += shift
+                            # A piece of one or two frames has no reordering delay, so the next piece's
+                            # first decode times can fall before its last: nudged after it (still before
+                            # their presentation times; decoding order and frames are unchanged).
+                            if last_dts is not None and packet.dts <= last_dts:
+                                packet.dts = last_dts + 1
+                            last_dts = packet.dts
                             packet.stream = video
                             yield packet
 

@@ -91,6 +91,11 @@ class DepthFrames:
     def read(self, start: int, stop: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def stats_index(self, frames: slice) -> slice:
+        """Where the run's frames `frames` are in `stats` and the per-frame convergence (elsewhere when the
+        run is a part of a longer scene whose statistics, normalisation and screen plane are the scene's)."""
+        return frames
+
 
 def check_grey(reader: FrameReader) -> None:
     """Refuse a colour depth video (a colormap): its luma is not its depth."""

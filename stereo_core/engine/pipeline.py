@@ -185,6 +185,7 @@ class Plan:
     depth_info: VideoInfo | None
     start: int
     stop: int
+    origin: int | None = None  # the frame shown at the output's time 0, when this run is a part of it
 
     @property
     def frames(self) -> int:
@@ -192,7 +193,8 @@ class Plan:
 
     def time_of(self, frame: int) -> Fraction:
         """When frame `frame` (of the file) is shown in the output, seconds from the output's start."""
-        return self.info.times(frame, frame + 1)[0] - self.info.times(self.start, self.start + 1)[0]
+        origin = self.start if self.origin is None else self.origin
+        return self.info.times(frame, frame + 1)[0] - self.info.times(origin, origin + 1)[0]
 
 
 def plan_conversion(job: ConversionJob, settings: ConversionSettings, start: int = 0,
@@ -373,9 +375,11 @@ class Conversion:
         """Per frame: nearest, median and farthest disparity in pixels, from the depth statistics."""
         settings, stats = self.settings.disparity, depth.stats
         width = self.plan.info.width
-        values = [disparity_from_depth(normalized_depth(quantity.view(-1, 1, 1), stats.depth_range,
-                                                        slice(0, depth.frames), settings),
-                                       settings, width, self.convergence).flatten()
+        frames = depth.stats_index(slice(0, depth.frames))
+        curve = None if self.convergence is None else self.convergence[frames]
+        values = [disparity_from_depth(normalized_depth(quantity[frames].view(-1, 1, 1), stats.depth_range,
+                                                        frames, settings),
+                                       settings, width, curve).flatten()
                   for quantity in (stats.q_low, stats.median, stats.q_high)]
         low, median, high = values
         return torch.maximum(low, high), median, torch.minimum(low, high)
@@ -389,6 +393,7 @@ class Conversion:
         height, width = left.shape[1:3]
         depth_range = depth_frames.stats.depth_range
         values = resize_frames(depth.to(self.device), height, width)
+        frames = depth_frames.stats_index(frames)
         normalized_depth(values, depth_range, frames, settings, out=values)
         curve = None if self.convergence is None else self.convergence[frames]
         disparity = disparity_from_depth(values, settings, width, curve, out=values)
@@ -401,7 +406,8 @@ class Conversion:
     def depth_picture(self, depth: torch.Tensor, frames: slice, depth_frames: DepthFrames) -> torch.Tensor:
         """The depth output's frames: normalised over the clip (white = near), at the eye size."""
         values = resize_frames(depth, self.plan.info.height, self.plan.info.width)
-        return normalized_depth(values, depth_frames.stats.depth_range, frames, DisparitySettings())
+        return normalized_depth(values, depth_frames.stats.depth_range, depth_frames.stats_index(frames),
+                                DisparitySettings())
 
     # the right eye and the encoded pieces
 

@@ -1,0 +1,617 @@
+"""Scene splitting: a video cut at its hard scene cuts, each scene converted on its own, then joined.
+
+At a hard cut nothing carries over (depth, its normalisation, the inpainting's carried frames), so
+each scene is its own conversion over a frame range: DepthCrafter windows and min-max normalisation
+per scene, warp, inpainting chunks, encoded pieces, in its own folder of the work store. The
+scenes' pieces are then joined in order into the outputs, without re-encoding, and the audio is
+muxed once over the whole.
+
+A scene longer than `part_frames` is split further into parts, so that it too can be spread over
+several workers. Parts overlap by `part_overlap` frames for depth only: each part's depth is aligned
+to its predecessor's by a least-squares scale and shift over the shared frames, then cross-faded
+into it over them, so the depth does not jump; the statistics (and so the normalisation) are the
+scene's. Each part's stereo frames (warp, inpainting, encoding) then cover its own frames; the
+inpainting starts afresh at a part's first frame, as it does at a cut.
+
+The work is a set of tasks (`Task`) with dependencies, each idempotent over the shared work folder:
+a finished task leaves a record and is not run again; an unfinished one resumes from its last
+finished chunk. `convert_scenes` runs them in one process; `distributed.RayRunner` runs the same
+tasks on Ray workers, with the same results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+
+from .. import model_files
+from ..errors import StereoInputError
+from ..video_io import FrameReader, Segment, VideoInfo, partial_path, publish
+from .depth import DepthFrames, DepthStats
+from .pipeline import Conversion, ConversionJob, ConversionSettings, Models, Plan, Reporter, finish_outputs
+from .pipeline import plan_conversion, write_comfort_report
+from .store import StageStore, WorkStore, settings_key, source_identity
+
+log = logging.getLogger(__name__)
+
+# Width of the pictures the cut detector compares (PySceneDetect's own default working width).
+DETECT_WIDTH = 256
+
+
+@dataclass(frozen=True)
+class SceneSettings:
+    threshold: float = 27.0  # PySceneDetect content detector: change in mean HSV that makes a cut
+    min_scene_frames: int = 15  # no cut closer than this to the previous one
+    part_frames: int = 2000  # scenes longer than this are split into parts (0: never)
+    part_overlap: int = 24  # frames two parts' depth share, for alignment and cross-fade
+
+    def check(self) -> None:
+        if not self.threshold > 0:
+            raise StereoInputError(f"The scene-cut threshold must be above 0, got {self.threshold} (27 is "
+                                   f"PySceneDetect's default; lower finds more cuts).")
+        if self.min_scene_frames < 1:
+            raise StereoInputError(f"The minimum scene length must be at least 1 frame, got {self.min_scene_frames}.")
+        if self.part_overlap < 1:
+            raise StereoInputError(f"The overlap of a long scene's parts must be at least 1 frame, got "
+                                   f"{self.part_overlap}: their depth is aligned on it.")
+        if self.part_frames and self.part_frames < 3 * self.part_overlap:
+            # Shorter parts could not hold the whole overlap with their predecessor in their own frames.
+            raise StereoInputError(
+                f"Scene parts of {self.part_frames} frames cannot overlap by {self.part_overlap}: make parts at least "
+                f"three times the overlap long (or 0 to never split a scene).")
+
+
+# --- finding the cuts --------------------------------------------------------------------------------
+
+
+def require_scenedetect():
+    try:
+        import scenedetect
+    except ImportError as error:
+        raise StereoInputError("--split-scenes needs PySceneDetect: pip install scenedetect") from error
+    return scenedetect
+
+
+def detect_cuts(info: VideoInfo, stop: int, settings: SceneSettings,
+                progress: Callable[[int, int], None] | None = None) -> list[int]:
+    """First frames of the scenes after the first, among frames [0, stop): PySceneDetect's content
+    detector over the decoded frames (numbered as FrameReader numbers them), shrunk to DETECT_WIDTH."""
+    import av
+
+    scenedetect = require_scenedetect()
+    detector = scenedetect.ContentDetector(threshold=settings.threshold, min_scene_len=settings.min_scene_frames)
+    stored_width, stored_height = (info.height, info.width) if info.rotation in (90, 270) else (info.width,
+                                                                                                 info.height)
+    width = min(stored_width, DETECT_WIDTH)
+    height = max(2, round(stored_height * width / stored_width))
+    fps = Fraction(info.fps)
+    cuts, last = [], None
+    with av.open(str(info.path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for index, frame in enumerate(container.decode(stream)):
+            if index >= stop:
+                break
+            picture = frame.to_ndarray(format="bgr24", width=width, height=height)
+            last = scenedetect.FrameTimecode(index, fps)
+            cuts += detector.process_frame(last, picture)
+            if progress and (index + 1) % 64 == 0:
+                progress(index + 1, stop)
+    if last is not None:
+        cuts += detector.post_process(last)
+    if progress:
+        progress(stop, stop)
+    return sorted({cut.frame_num for cut in cuts if 0 < cut.frame_num < stop})
+
+
+def scene_cuts(plan: Plan, settings: SceneSettings, folder: Path, reporter: Reporter) -> list[int]:
+    """The cuts of the plan's frames, detected once and kept in the work folder (`scenes.json`)."""
+    key = settings_key(source_identity(plan.info.path), [plan.start, plan.stop], settings.threshold,
+                       settings.min_scene_frames)
+    store = StageStore(folder)
+    saved = store.load_json("scenes.json")
+    if saved is not None and saved.get("key") == key:
+        return saved["cuts"]
+    with reporter.bar("scenes: detect cuts", plan.stop) as bar:
+        cuts = [cut for cut in detect_cuts(plan.info, plan.stop, settings, bar) if cut > plan.start]
+    store.save_json("scenes.json", {"key": key, "cuts": cuts})
+    return cuts
+
+
+# --- scenes and parts ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """Frames [start, stop) of a scene's output; its depth is estimated over [depth_start, depth_stop)."""
+
+    index: int
+    start: int
+    stop: int
+    depth_start: int
+    depth_stop: int
+
+
+@dataclass(frozen=True)
+class Scene:
+    index: int
+    start: int
+    stop: int
+    parts: tuple[Part, ...]
+
+    @property
+    def frames(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def split(self) -> bool:
+        return len(self.parts) > 1
+
+
+def split_scene(start: int, stop: int, part_frames: int, overlap: int) -> tuple[Part, ...]:
+    """Parts of equal length whose depth ranges (their frames plus the next part's first `overlap`)
+    are at most `part_frames` long; one part when the scene fits."""
+    length = stop - start
+    if not part_frames or length <= part_frames:
+        return (Part(0, start, stop, start, stop),)
+    count = -(-length // (part_frames - overlap))
+    bounds = [start + index * length // count for index in range(count + 1)]
+    return tuple(Part(index, bounds[index], bounds[index + 1], bounds[index],
+                      min(stop, bounds[index + 1] + overlap) if index + 1 < count else stop)
+                 for index in range(count))
+
+
+def plan_scenes(start: int, stop: int, cuts: list[int], settings: SceneSettings) -> list[Scene]:
+    bounds = [start, *(cut for cut in cuts if start < cut < stop), stop]
+    return [Scene(index, first, last, split_scene(first, last, settings.part_frames, settings.part_overlap))
+            for index, (first, last) in enumerate(zip(bounds, bounds[1:]))]
+
+
+# --- depth of a scene in parts -------------------------------------------------------------------------
+
+
+def fit_scale_shift(pairs: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+    """Least-squares scale and shift taking x to y over all pairs of (x, y) values; scale 1 (a shift only)
+    when x has no spread or the fit would turn depth upside down."""
+    count = sum_x = sum_y = sum_xx = sum_xy = 0.0
+    for x, y in pairs:
+        x, y = x.double().flatten(), y.double().flatten()
+        count += x.numel()
+        sum_x += float(x.sum())
+        sum_y += float(y.sum())
+        sum_xx += float((x * x).sum())
+        sum_xy += float((x * y).sum())
+    mean_x, mean_y = sum_x / count, sum_y / count
+    variance = sum_xx / count - mean_x * mean_x
+    scale = (sum_xy / count - mean_x * mean_y) / variance if variance > 1e-12 else 1.0
+    if not scale > 0:
+        scale = 1.0
+    # Rounded to float32, as the frames are scaled: a scene's statistics and its frames agree exactly.
+    scale = float(torch.tensor(scale, dtype=torch.float32))
+    return scale, float(torch.tensor(mean_y - scale * mean_x, dtype=torch.float32))
+
+
+class SceneDepth(DepthFrames):
+    """A split scene's depth (frames counted from the scene's start): each part's depth scaled and shifted
+    onto its predecessor's, cross-faded over the frames they share. `parts(j)` gives part j's depth."""
+
+    def __init__(self, scene: Scene, parts: Callable[[int], DepthFrames], scales: list[float], shifts: list[float],
+                 stats: DepthStats | None = None):
+        self.scene, self.scales, self.shifts = scene, scales, shifts
+        self.frames = scene.frames
+        self._load, self._parts = parts, {}
+        if stats is not None:
+            self.stats = stats
+
+    def part(self, index: int) -> DepthFrames:
+        if index not in self._parts:
+            self._parts[index] = self._load(index)
+        return self._parts[index]
+
+    def own(self, index: int, start: int, stop: int) -> torch.Tensor:
+        """Part `index`'s depth of scene frames [start, stop), as it estimated it."""
+        offset = self.scene.start - self.scene.parts[index].depth_start
+        return self.part(index).read(start + offset, stop + offset)
+
+    def aligned(self, index: int, start: int, stop: int) -> torch.Tensor:
+        """Part `index`'s depth of scene frames [start, stop), on its predecessors' scale."""
+        return self.own(index, start, stop) * self.scales[index] + self.shifts[index]
+
+    def pieces(self, start: int, stop: int) -> Iterator[tuple[int, int, int, bool]]:
+        """(part, first, last, shared) runs of scene frames [start, stop) in order: the frames part j shares
+        with part j - 1 (its first ones), then the frames only part j has."""
+        first = self.scene.start
+        for index, part in enumerate(self.scene.parts):
+            shared_stop = self.scene.parts[index - 1].depth_stop if index else part.start
+            for low, high, shared in ((part.start, shared_stop, True), (shared_stop, part.stop, False)):
+                low, high = max(low - first, start), min(high - first, stop)
+                if low < high:
+                    yield index, low, high, shared
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        out = []
+        for index, low, high, shared in self.pieces(start, stop):
+            own = self.aligned(index, low, high)
+            if shared:  # cross-faded from the previous part's depth to this one's
+                part = self.scene.parts[index]
+                overlap = self.scene.parts[index - 1].depth_stop - part.start
+                steps = torch.arange(low, high, dtype=torch.float32) - (part.start - self.scene.start) + 1
+                weight = (steps / (overlap + 1)).view(-1, 1, 1)
+                own = self.aligned(index - 1, low, high) * (1 - weight) + own * weight
+            out.append(own)
+        return torch.cat(out)
+
+    def measure(self) -> DepthStats:
+        """The scene's per-frame statistics: the parts' own, scaled (scaling by a positive factor and
+        shifting keep the order of values: extremes and medians stay exact), and measured on the
+        cross-faded frames."""
+        parts = []
+        for index, low, high, shared in self.pieces(0, self.frames):
+            if shared:
+                parts.append(DepthStats.of_frames(self.read(low, high)))
+                continue
+            offset = self.scene.start - self.scene.parts[index].depth_start
+            own = self.part(index).stats
+            inside = DepthStats(*(getattr(own, name)[low + offset:high + offset] for name in DepthStats.FIELDS))
+            scale, shift = self.scales[index], self.shifts[index]
+            parts.append(inside.map(lambda values, scale=scale, shift=shift: values * scale + shift))
+        return DepthStats.join(parts)
+
+    def close(self) -> None:
+        for part in self._parts.values():
+            part.close()
+
+
+def align_parts(depth: SceneDepth) -> None:
+    """Fit each part's scale and shift onto its predecessor's (already aligned) depth over their shared frames."""
+    scene = depth.scene
+    for index in range(1, len(scene.parts)):
+        shared = range(scene.parts[index].start - scene.start, scene.parts[index - 1].depth_stop - scene.start)
+
+        def pairs(index=index, shared=shared):
+            for first in range(shared.start, shared.stop, 8):  # a few frames at a time: bounded memory
+                last = min(first + 8, shared.stop)
+                yield depth.own(index, first, last), depth.aligned(index - 1, first, last)
+
+        depth.scales[index], depth.shifts[index] = fit_scale_shift(pairs())
+
+
+class PartDepth(DepthFrames):
+    """A part's view of its scene's depth: its own frames, the scene's statistics."""
+
+    def __init__(self, scene_depth: DepthFrames, offset: int, frames: int):
+        self.scene_depth, self.offset, self.frames = scene_depth, offset, frames
+        self.stats = scene_depth.stats
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        return self.scene_depth.read(self.offset + start, self.offset + stop)
+
+    def stats_index(self, frames: slice) -> slice:
+        return slice(frames.start + self.offset, frames.stop + self.offset)
+
+    def close(self) -> None:
+        self.scene_depth.close()
+
+
+class _PartConversion(Conversion):
+    """The stereo frames of one part of a split scene, over the scene's depth."""
+
+    def __init__(self, plan: Plan, models: Models, device, reporter: Reporter, store: WorkStore,
+                 scene_depth: Callable[[FrameReader], DepthFrames], scene_start: int, depth_key: str):
+        super().__init__(plan, models, device, reporter, store)
+        self._scene_depth, self._offset = scene_depth, plan.start - scene_start
+        self.depth_key = settings_key(depth_key, [plan.start, plan.stop])
+
+    def depth(self, reader: FrameReader) -> DepthFrames:
+        scene_depth = self._scene_depth(reader)
+        # The scene's screen plane (smoothed over the scene), indexed as its statistics are (stats_index).
+        self.convergence = self.convergence_curve(scene_depth)
+        return PartDepth(scene_depth, self._offset, self.plan.frames)
+
+
+# --- the tasks -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: "convert" a whole scene; for a split scene, each part's "depth", then the
+    scene's "align" (parts' scales and the scene's statistics), then each part's "right" (stereo frames)."""
+
+    kind: str
+    scene: int
+    part: int | None = None
+
+    def describe(self, scenes: list[Scene]) -> str:
+        scene = scenes[self.scene]
+        text = f"scene {self.scene + 1}/{len(scenes)}"
+        if self.part is not None:
+            text += f" part {self.part + 1}/{len(scene.parts)}"
+        return text + ("" if self.kind == "convert" else f" ({self.kind})")
+
+
+@dataclass
+class TaskResult:
+    task: Task
+    segments: dict[str, list[Segment]] | None  # the encoded pieces, for "convert" and "right"
+    notices: list[str]
+    reused: bool  # finished by an earlier run
+    comfort: tuple[torch.Tensor, ...] | None = None  # per frame: nearest, median, farthest disparity (px)
+
+
+class _TaskReporter(Reporter):
+    """A task's bars and notices, named after it; its notices are also handed back with its result (a
+    remote worker's reach the driver that way)."""
+
+    def __init__(self, reporter: Reporter, label: str):
+        self.reporter, self.label, self.notices = reporter, label, []
+
+    def bar(self, name: str, total: int):
+        return self.reporter.bar(f"{self.label}: {name}", total)
+
+    def notice(self, message: str) -> None:
+        self.notices.append(f"{self.label}: {message}")
+        self.reporter.notice(self.notices[-1])
+
+
+class SceneWork:
+    """A job's scenes and the tasks that convert them, over a work folder every worker reaches."""
+
+    def __init__(self, plan: Plan, scenes: list[Scene]):
+        self.plan, self.scenes = plan, scenes
+        self.folder = Path(plan.job.work_dir)
+
+    # layout
+
+    def tasks(self) -> dict[Task, tuple[Task, ...]]:
+        """Every task with the tasks it needs finished first, in a good order to start them: the parts'
+        depth first (the split scenes wait on it), then the longest scenes."""
+        depth_video = self.plan.depth_info is not None
+        tasks: dict[Task, tuple[Task, ...]] = {}
+        split = [scene for scene in self.scenes if scene.split]
+        for scene in sorted(split, key=lambda scene: -scene.frames):
+            if not depth_video:
+                for part in scene.parts:
+                    tasks[Task("depth", scene.index, part.index)] = ()
+        for scene in sorted(split, key=lambda scene: -scene.frames):
+            needs = () if depth_video else tuple(Task("depth", scene.index, part.index) for part in scene.parts)
+            tasks[Task("align", scene.index)] = needs
+        for scene in sorted(self.scenes, key=lambda scene: -scene.frames):
+            if scene.split:
+                for part in scene.parts:
+                    tasks[Task("right", scene.index, part.index)] = (Task("align", scene.index),)
+            else:
+                tasks[Task("convert", scene.index)] = ()
+        return tasks
+
+    def frames_of(self, task: Task) -> int:
+        """Output frames a finished task completes (for progress)."""
+        scene = self.scenes[task.scene]
+        if task.kind == "convert":
+            return scene.frames
+        if task.kind == "right":
+            return scene.parts[task.part].stop - scene.parts[task.part].start
+        return 0
+
+    def scene_folder(self, scene: Scene) -> Path:
+        return self.folder / f"scene-{scene.index:05d}-{scene.start}-{scene.stop}"
+
+    def part_folder(self, scene: Scene, part: Part) -> Path:
+        return self.scene_folder(scene) / f"part-{part.index:03d}-{part.start}-{part.stop}"
+
+    def _plan(self, start: int, stop: int) -> Plan:
+        return replace(self.plan, start=start, stop=stop, origin=self.plan.start)
+
+    # running one task
+
+    def run(self, task: Task, models: Models, device, reporter: Reporter) -> TaskResult:
+        """Run one task (or find it finished by an earlier run); its dependencies must be finished."""
+        scene = self.scenes[task.scene]
+        folder = self.scene_folder(scene) if task.part is None else self.part_folder(scene, scene.parts[task.part])
+        reporter = _TaskReporter(reporter, task.describe(self.scenes))
+        step = getattr(self, f"_{task.kind}")(scene, task, models, device, reporter, folder)
+        key = _result_key(step, task.kind)
+        store = StageStore(folder)
+        record = store.load_json(f"done-{task.kind}.json")
+        if record is not None and record.get("key") == key:
+            segments = self._segments_of(record)
+            if segments is not None or task.kind in ("depth", "align"):
+                comfort = record.get("comfort")
+                return TaskResult(task, segments, [], True,
+                                  None if comfort is None else tuple(torch.tensor(values) for values in comfort))
+        _claim(folder, task)
+        segments = step.run()
+        comfort = None if segments is None else step.conversion.comfort
+        store.save_json(f"done-{task.kind}.json", {
+            "key": key,
+            "segments": None if segments is None else {
+                kind: [[str(piece.path.relative_to(self.folder)), str(piece.start)] for piece in pieces]
+                for kind, pieces in segments.items()},
+            "comfort": None if comfort is None else [values.tolist() for values in comfort]})
+        return TaskResult(task, segments, reporter.notices, False, comfort)
+
+    def _segments_of(self, record: dict) -> dict[str, list[Segment]] | None:
+        if record.get("segments") is None:
+            return None
+        segments = {kind: [Segment(self.folder / path, Fraction(start)) for path, start in pieces]
+                    for kind, pieces in record["segments"].items()}
+        if not all(piece.path.is_file() for pieces in segments.values() for piece in pieces):
+            return None
+        return segments
+
+    def _convert(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
+        conversion = Conversion(self._plan(scene.start, scene.stop), models, device, reporter, WorkStore(folder))
+        return _Step(conversion, conversion.run)
+
+    def _part_depth(self, scene: Scene, index: int, models, device, reporter) -> Conversion:
+        part = scene.parts[index]
+        return Conversion(self._plan(part.depth_start, part.depth_stop), models, device, reporter,
+                          WorkStore(self.part_folder(scene, part)))
+
+    def _depth(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
+        conversion = self._part_depth(scene, task.part, models, device, reporter)
+
+        def run():
+            with FrameReader(self.plan.info) as reader:
+                conversion.depth(reader).close()
+        return _Step(conversion, run)
+
+    def _scene_depth(self, scene: Scene, models, device, reporter) -> tuple[str, Callable[[FrameReader], DepthFrames]]:
+        """The key of a split scene's depth and a maker of it (its alignment must be finished)."""
+        if self.plan.depth_info is not None:  # a depth video is continuous already: its scene statistics only
+            conversion = Conversion(self._plan(scene.start, scene.stop), models, device, reporter,
+                                    WorkStore(self.scene_folder(scene)))
+            return conversion.depth_key, conversion.depth
+        keys = [self._part_depth(scene, part.index, models, device, reporter).depth_key for part in scene.parts]
+        key = settings_key(keys, [asdict(part) for part in scene.parts])
+        name = f"align-{key}.safetensors"
+
+        def make(reader: FrameReader) -> SceneDepth:
+            def part_depth(index: int) -> DepthFrames:
+                return self._part_depth(scene, index, models, device, reporter).depth(reader)
+
+            store = StageStore(self.scene_folder(scene))
+            saved = store.load_tensors(name)
+            if saved is not None:
+                tensors = saved[0]
+                return SceneDepth(scene, part_depth, tensors["scales"].tolist(), tensors["shifts"].tolist(),
+                                  DepthStats(*(tensors[name] for name in DepthStats.FIELDS)))
+            depth = SceneDepth(scene, part_depth, [1.0] * len(scene.parts), [0.0] * len(scene.parts))
+            align_parts(depth)
+            depth.stats = depth.measure()
+            for stale in store.names("align-*"):
+                store.remove(stale)
+            store.save_tensors(name, {"scales": torch.tensor(depth.scales, dtype=torch.float64),
+                                      "shifts": torch.tensor(depth.shifts, dtype=torch.float64),
+                                      **depth.stats.tensors()})
+            return depth
+        return key, make
+
+    def _align(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
+        key, make = self._scene_depth(scene, models, device, reporter)
+
+        def run():
+            with FrameReader(self.plan.info) as reader:
+                make(reader).close()
+        return _Step(None, run, key)
+
+    def _right(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
+        part = scene.parts[task.part]
+        key, make = self._scene_depth(scene, models, device, reporter)
+        conversion = _PartConversion(self._plan(part.start, part.stop), models, device, reporter, WorkStore(folder),
+                                     make, scene.start, key)
+        return _Step(conversion, conversion.run)
+
+    # the whole
+
+    def _output_tasks(self) -> Iterator[tuple[int, Task]]:
+        """The tasks that make the outputs' frames, in order, with their first frame (from the plan's start)."""
+        for scene in self.scenes:
+            if scene.split:
+                for part in scene.parts:
+                    yield part.start - self.plan.start, Task("right", scene.index, part.index)
+            else:
+                yield scene.start - self.plan.start, Task("convert", scene.index)
+
+    def segments(self, results: dict[Task, TaskResult]) -> dict[str, list[Segment]]:
+        """Every output's pieces in the order of their frames."""
+        joined: dict[str, list[Segment]] = {kind: [] for kind in self.plan.job.outputs}
+        for _, task in self._output_tasks():
+            for kind, pieces in results[task].segments.items():
+                joined[kind].extend(pieces)
+        return joined
+
+    def comfort(self, results: dict[Task, TaskResult]) -> list[tuple[int, tuple[torch.Tensor, ...]]]:
+        """The comfort report's parts: (first frame, per-frame disparity extremes) of every scene or part."""
+        return [(first, results[task].comfort) for first, task in self._output_tasks()]
+
+
+@dataclass
+class _Step:
+    """What a task runs, and the conversion whose settings its result depends on (or the key itself)."""
+
+    conversion: Conversion | None
+    run: Callable[[], dict[str, list[Segment]] | None]
+    key: str | None = None
+
+
+def _result_key(step: _Step, kind: str) -> str:
+    if step.key is not None:
+        return step.key
+    conversion = step.conversion
+    if kind == "depth":
+        return conversion.depth_key
+    plan = conversion.plan
+    inpaint = None if plan.settings.inpaint is None else conversion.models.identity(model_files.STEREOCRAFTER)
+    return settings_key(conversion.depth_key, [plan.start, plan.stop, plan.origin], asdict(plan.settings),
+                        sorted(plan.job.outputs), inpaint)
+
+
+def _claim(folder: Path, task: Task) -> None:
+    """Who works on the task (host and process), for a person watching a cluster run, and for tests."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "worker.json"
+    partial = partial_path(target)
+    partial.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "task": asdict(task)}))
+    publish(partial, target)
+
+
+# --- running them -------------------------------------------------------------------------------------
+
+
+class LocalRunner:
+    """The tasks one after another in this process."""
+
+    def __init__(self, models: Models, device):
+        self.models, self.device = models, device
+
+    def run(self, work: SceneWork, reporter: Reporter) -> dict[Task, TaskResult]:
+        results = {}
+        for task in work.tasks():
+            results[task] = work.run(task, self.models, self.device, reporter)
+            if results[task].reused and work.frames_of(task):
+                reporter.notice(f"{task.describe(work.scenes)}: finished by an earlier run")
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+def _work_folder(folder: Path) -> Path:
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StereoInputError(f"Cannot create the work folder '{folder}' ({error.strerror}). Choose a writable "
+                               f"place with --work-dir.") from error
+    return Path(folder)
+
+
+def convert_scenes(job: ConversionJob, settings: ConversionSettings, scene_settings: SceneSettings, models: Models,
+                   device: torch.device | str = "cpu", reporter: Reporter | None = None, runner=None) -> Plan:
+    """Convert one video scene by scene (see the module's description); `runner` runs the tasks (default:
+    in this process). Returns the plan of the whole."""
+    reporter = reporter or Reporter()
+    scene_settings.check()
+    plan = plan_conversion(job, settings)
+    store = WorkStore(job.work_dir)
+    cuts = scene_cuts(plan, scene_settings, _work_folder(job.work_dir), reporter)
+    scenes = plan_scenes(plan.start, plan.stop, cuts, scene_settings)
+    parts = sum(len(scene.parts) for scene in scenes if scene.split)
+    reporter.notice(f"{len(scenes)} scene{'s' if len(scenes) != 1 else ''}"
+                    + (f" ({parts} parts of long scenes)" if parts else ""))
+    work = SceneWork(plan, scenes)
+    results = (runner or LocalRunner(models, device)).run(work, reporter)
+    finish_outputs(plan, work.segments(results))
+    if job.comfort_report is not None:
+        reporter.notice(write_comfort_report(plan, work.comfort(results)))
+    if not job.keep_work:
+        store.remove()
+    return plan
+
