@@ -15,8 +15,6 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-import pytest
-
 from hub_standin import HubStandIn
 from stereo_core import model_files
 from synthetic_video import describe, make_video
@@ -51,7 +49,7 @@ def errors_of(workflow_record) -> str:
     return " ".join(error.get("exception_message", "") for error in prompt.get("execution_errors", []))
 
 
-def test_loader_downloads_on_request_in_real_comfyui(repos, pack, tmp_path):
+def test_loader_downloads_on_request_in_real_comfyui(repos, pack, tmp_path):  # noqa: F811 (the fixture)
     sys.path.insert(0, str(COMFYH.parent))
     from comfyh_lib.server import ComfyServer
 
