@@ -318,17 +318,17 @@ def decoded(path):
 def test_a_run_killed_at_any_stage_resumes_to_the_identical_video(source, tmp_path, models_dir):
     """SIGKILL during DepthCrafter's windows, during inpainting, and between encoded pieces."""
     reference = tmp_path / "reference" / "clip_sbs.mp4"
-    run_to_the_end(cli_command(source, reference, models_dir))
+    run_to_the_end(cli_command(source, reference, models_dir, "--save-depth"))
 
     output = tmp_path / "resumed" / "clip_sbs.mp4"
-    command = cli_command(source, output, models_dir)
+    command = cli_command(source, output, models_dir, "--save-depth")
     work = output.with_name(".clip_sbs.work")
     for trigger in ("depth-*/window-000001.safetensors", "right-*/chunk-000001.safetensors",
                     "encode-*/stereo-00001.mp4"):
         kill_when(command, work, trigger)
         assert not output.exists()
     run_to_the_end(command)
-    for name in ("clip_sbs.mp4", "clip_sbs_anaglyph.mp4"):
+    for name in ("clip_sbs.mp4", "clip_sbs_anaglyph.mp4", "clip_sbs_depth.mp4"):
         ours, expected = decoded(output.with_name(name)), decoded(reference.with_name(name))
         assert len(ours) == len(expected) == 10
         assert all(np.array_equal(a, b) for a, b in zip(ours, expected)), name

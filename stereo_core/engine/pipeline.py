@@ -489,25 +489,31 @@ class _RightEyes:
             new = slice(chunk.start + chunk.reused, chunk.end)
             if self.model is None:  # chunks without inpainting reuse nothing: `new` is the whole chunk
                 left = self._left(new.start, new.stop)
-                right, _ = self.conversion.warp(left, self.depth.read(new.start, new.stop), new, self.depth)
+                depth = self.depth.read(new.start, new.stop)
+                picture = self._picture(depth, new)  # before the warp, which reuses the depth in place
+                right, _ = self.conversion.warp(left, depth, new, self.depth)
             else:
-                left, right = self._inpainted(index)
-            picture = None
-            if self.want_depth:
-                picture = self.conversion.depth_picture(self.depth.read(new.start, new.stop), new, self.depth)
+                left, right, picture = self._inpainted(index)
             yield new.start, left, right, picture
+
+    def _picture(self, depth: torch.Tensor, frames: slice) -> torch.Tensor | None:
+        """The depth output's frames, where one is asked for; `depth` is left as it is."""
+        return self.conversion.depth_picture(depth, frames, self.depth) if self.want_depth else None
 
     # inpainting, with its state kept per chunk
 
     def _name(self, index: int) -> str:
         return f"chunk-{index:06d}.safetensors"
 
-    def _inpainted(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left eye and 8-bit right eye (as floats: what every later step reads) of chunk `index`'s new frames."""
+    def _inpainted(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Left eye, 8-bit right eye (as floats: what every later step reads) and depth picture (or None) of
+        chunk `index`'s new frames."""
         chunk = self.chunks[index]
         saved = self.store.load_tensors(self._name(index))
         if saved is not None:
-            return self._left(chunk.start + chunk.reused, chunk.end), saved[0]["right"].float().div_(255.0)
+            new = slice(chunk.start + chunk.reused, chunk.end)
+            picture = self._picture(self.depth.read(new.start, new.stop), new) if self.want_depth else None
+            return self._left(new.start, new.stop), saved[0]["right"].float().div_(255.0), picture
         self._catch_up(index)
         return self._compute(index)
 
@@ -535,17 +541,18 @@ class _RightEyes:
         while self.next_to_compute < index:
             self._compute(self.next_to_compute)
 
-    def _compute(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _compute(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         chunk, settings = self.chunks[index], self.conversion.settings
         left = self._left(chunk.start, chunk.end)
-        warped, occlusion = self.conversion.warp(left, self.depth.read(chunk.start, chunk.end),
-                                                 slice(chunk.start, chunk.end), self.depth)
+        depth = self.depth.read(chunk.start, chunk.end)
+        new = slice(chunk.reused, chunk.frames)
+        picture = self._picture(depth[new], slice(chunk.start + chunk.reused, chunk.end))  # before the warp
+        warped, occlusion = self.conversion.warp(left, depth, slice(chunk.start, chunk.end), self.depth)
         frames = warped.clone()
         if chunk.reused:
             frames[:chunk.reused] = self.carry
         with torch.no_grad():
             inpainted = self.inpainter(frames, occlusion, chunks_after=len(self.chunks) - index - 1)
-        new = slice(chunk.reused, chunk.frames)
         right = to_bytes(finish_frames(inpainted[new], warped[new], occlusion[new], left[new], settings.inpaint))
         # The next chunk starts from the raw output of its reused frames: this chunk's frames, where the
         # ones it reused itself are the carried ones.
@@ -561,7 +568,7 @@ class _RightEyes:
         if index - 1 in self.encoded:  # its frames are encoded and its state is superseded
             self.store.remove(self._name(index - 1))
         self.carry, self.next_to_compute = stored.get("carry"), index + 1
-        return left[new], right.float().div_(255.0)
+        return left[new], right.float().div_(255.0), picture
 
     def forget(self, piece: Piece) -> None:
         """Drop the kept chunks of an encoded piece (its encoded files hold the frames now), except the
