@@ -473,21 +473,21 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
                                        keep_work=args.keep_work, comfort_report=job.comfort_report,
                                        comfort_screen_px=args.screen_width)
         try:
-            planned.append((job, conversion_job, plan_conversion(conversion_job, settings)))
+            planned.append((job, plan_conversion(conversion_job, settings)))
         except StereoInputError as error:
             if len(jobs) == 1:
                 raise
             failures.append((job, error))
             print(f"error: {job.source}: {error}", file=sys.stderr)
 
-    for number, (job, conversion_job, plan) in enumerate(planned, 1):
+    for number, (job, plan) in enumerate(planned, 1):
         log.info("[%d/%d] %s -> %s (%d frames)", number, len(planned), job.source, job.output, plan.frames)
         reporter = ConsoleReporter(enabled=not args.quiet, prefix=f"[{number}/{len(planned)}] ")
         try:
             if scenes is None:
-                convert(conversion_job, settings, models, device, reporter)
+                convert(plan.job, settings, models, device, reporter, plan=plan)
             else:
-                convert_scenes(conversion_job, settings, scenes, models, device, reporter, runner)
+                convert_scenes(plan.job, settings, scenes, models, device, reporter, runner, plan=plan)
         except StereoInputError as error:
             if len(jobs) == 1:
                 raise

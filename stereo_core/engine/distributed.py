@@ -216,8 +216,6 @@ class RayRunner:
                         idle.append(actor)
                         for message in result.notices:
                             reporter.notice(message)
-                        if result.reused and work.frames_of(task):
-                            reporter.notice(f"{task.describe(work.scenes)}: finished by an earlier run")
                         frames += work.frames_of(task)
                         bar(frames, work.plan.frames)
                     stuck = [reference for reference, (_, since) in starting.items()

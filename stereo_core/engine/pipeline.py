@@ -617,16 +617,24 @@ def write_comfort_report(plan: Plan, extremes: list[tuple[int, tuple[torch.Tenso
 
 
 def convert(job: ConversionJob, settings: ConversionSettings, models: Models, device: torch.device | str = "cpu",
-            reporter: Reporter | None = None) -> Plan:
-    """Convert one video file (see ConversionJob); returns the plan it ran."""
-    plan = plan_conversion(job, settings)
+            reporter: Reporter | None = None, plan: Plan | None = None) -> Plan:
+    """Convert one video file (see ConversionJob); returns the plan it ran. `plan`: the job's plan where the
+    caller has made it already (planning probes every packet of the inputs)."""
+    plan = plan or plan_conversion(job, settings)
     store = WorkStore(job.work_dir)
     reporter = reporter or Reporter()
     conversion = Conversion(plan, models, device, reporter, store)
-    segments = conversion.run()
-    finish_outputs(plan, segments)
-    if job.comfort_report is not None:
-        reporter.notice(write_comfort_report(plan, [(0, conversion.comfort)]))
-    if not job.keep_work:
-        store.remove()
+    finish_conversion(plan, conversion.run(), [(0, conversion.comfort)], reporter, store)
     return plan
+
+
+def finish_conversion(plan: Plan, segments: dict[str, list[Segment]],
+                      comfort: list[tuple[int, tuple[torch.Tensor, ...]]], reporter: Reporter,
+                      store: WorkStore) -> None:
+    """The outputs joined from their pieces, the comfort report where asked for, the work folder removed
+    unless it is to be kept."""
+    finish_outputs(plan, segments)
+    if plan.job.comfort_report is not None:
+        reporter.notice(write_comfort_report(plan, comfort))
+    if not plan.job.keep_work:
+        store.remove()

@@ -21,7 +21,6 @@ tasks on Ray workers, with the same results.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -34,10 +33,10 @@ import torch
 
 from .. import model_files
 from ..errors import StereoInputError
-from ..video_io import FrameReader, Segment, VideoInfo, partial_path, publish
+from ..video_io import FrameReader, Segment, VideoInfo
 from .depth import DepthFrames, DepthStats
-from .pipeline import Conversion, ConversionJob, ConversionSettings, Models, Plan, Reporter, finish_outputs
-from .pipeline import plan_conversion, write_comfort_report
+from .pipeline import Conversion, ConversionJob, ConversionSettings, Models, Plan, Reporter, finish_conversion
+from .pipeline import plan_conversion
 from .store import StageStore, WorkStore, settings_key, source_identity
 
 log = logging.getLogger(__name__)
@@ -424,9 +423,12 @@ class SceneWork:
             segments = self._segments_of(record)
             if segments is not None or task.kind in ("depth", "align"):
                 comfort = record.get("comfort")
-                return TaskResult(task, segments, [], True,
+                if self.frames_of(task):
+                    reporter.notice("finished by an earlier run")
+                return TaskResult(task, segments, reporter.notices, True,
                                   None if comfort is None else tuple(torch.tensor(values) for values in comfort))
-        _claim(folder, task)
+        # Who works on the task (host and process): for a person watching a cluster run, and for tests.
+        store.save_json("worker.json", {"host": socket.gethostname(), "pid": os.getpid(), "task": asdict(task)})
         segments = step.run()
         comfort = None if segments is None else step.conversion.comfort
         store.save_json(f"done-{task.kind}.json", {
@@ -554,15 +556,6 @@ def _result_key(step: _Step, kind: str) -> str:
                         sorted(plan.job.outputs), inpaint)
 
 
-def _claim(folder: Path, task: Task) -> None:
-    """Who works on the task (host and process), for a person watching a cluster run, and for tests."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "worker.json"
-    partial = partial_path(target)
-    partial.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "task": asdict(task)}))
-    publish(partial, target)
-
-
 # --- running them -------------------------------------------------------------------------------------
 
 
@@ -576,42 +569,28 @@ class LocalRunner:
         results = {}
         for task in work.tasks():
             results[task] = work.run(task, self.models, self.device, reporter)
-            if results[task].reused and work.frames_of(task):
-                reporter.notice(f"{task.describe(work.scenes)}: finished by an earlier run")
         return results
 
     def close(self) -> None:
         pass
 
 
-def _work_folder(folder: Path) -> Path:
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise StereoInputError(f"Cannot create the work folder '{folder}' ({error.strerror}). Choose a writable "
-                               f"place with --work-dir.") from error
-    return Path(folder)
-
-
 def convert_scenes(job: ConversionJob, settings: ConversionSettings, scene_settings: SceneSettings, models: Models,
-                   device: torch.device | str = "cpu", reporter: Reporter | None = None, runner=None) -> Plan:
+                   device: torch.device | str = "cpu", reporter: Reporter | None = None, runner=None,
+                   plan: Plan | None = None) -> Plan:
     """Convert one video scene by scene (see the module's description); `runner` runs the tasks (default:
-    in this process). Returns the plan of the whole."""
+    in this process). Returns the plan of the whole (`plan`: the job's plan where the caller has it)."""
     reporter = reporter or Reporter()
     scene_settings.check()
-    plan = plan_conversion(job, settings)
+    plan = plan or plan_conversion(job, settings)
     store = WorkStore(job.work_dir)
-    cuts = scene_cuts(plan, scene_settings, _work_folder(job.work_dir), reporter)
+    cuts = scene_cuts(plan, scene_settings, store.create(), reporter)
     scenes = plan_scenes(plan.start, plan.stop, cuts, scene_settings)
     parts = sum(len(scene.parts) for scene in scenes if scene.split)
     reporter.notice(f"{len(scenes)} scene{'s' if len(scenes) != 1 else ''}"
                     + (f" ({parts} parts of long scenes)" if parts else ""))
     work = SceneWork(plan, scenes)
     results = (runner or LocalRunner(models, device)).run(work, reporter)
-    finish_outputs(plan, work.segments(results))
-    if job.comfort_report is not None:
-        reporter.notice(write_comfort_report(plan, work.comfort(results)))
-    if not job.keep_work:
-        store.remove()
+    finish_conversion(plan, work.segments(results), work.comfort(results), reporter, store)
     return plan
 

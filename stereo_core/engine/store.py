@@ -45,13 +45,18 @@ class WorkStore:
     def __init__(self, folder: Path):
         self.folder = Path(folder)
 
-    def stage(self, name: str, key: str) -> "StageStore":
-        """The store of stage `name` for settings hash `key`; other versions of the stage are removed."""
+    def create(self) -> Path:
+        """The work folder, made if missing (a clear error where it cannot be)."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StereoInputError(f"Cannot create the work folder '{self.folder}' ({error.strerror}). "
                                    f"Choose a writable place with --work-dir.") from error
+        return self.folder
+
+    def stage(self, name: str, key: str) -> "StageStore":
+        """The store of stage `name` for settings hash `key`; other versions of the stage are removed."""
+        self.create()
         for stale in self.folder.glob(f"{name}-*"):
             if stale.name != f"{name}-{key}" and stale.is_dir():
                 shutil.rmtree(stale, ignore_errors=True)
