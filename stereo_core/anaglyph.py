@@ -34,6 +34,11 @@ _WIMMER_RED = (0.0, 0.7, 0.3)
 _WIMMER_RED_GAMMA = 1.5
 
 
+def check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise StereoInputError(f"anaglyph mode must be one of {MODES}, got {mode!r}.")
+
+
 def anaglyph(
     left: torch.Tensor, right: torch.Tensor, mode: str = "color", batch: int = DEFAULT_BATCH_FRAMES
 ) -> torch.Tensor:
@@ -46,8 +51,7 @@ def anaglyph(
     wimmer: Wimmer's optimized anaglyph (red from the left eye's green and blue,
     gamma-brightened: almost no retinal rivalry, red shades lost).
     """
-    if mode not in MODES:
-        raise StereoInputError(f"anaglyph mode must be one of {MODES}, got {mode!r}.")
+    check_mode(mode)
     left = check_clip(left, "left")
     right = check_clip(right, "right")
     check_frame_counts(left.shape[0], right.shape[0], "left", "right", broadcast_one=False)

@@ -65,6 +65,17 @@ def stereo_frame_size(layout: str, height: int, width: int, screen: VirtualScree
             "half-tb": (2 * (height // 2), width)}[layout]
 
 
+def check_layout(layout: str, swap: bool = False) -> None:
+    """Refuse a layout compose_stereo does not make (or an eye swap it does not apply to)."""
+    if layout not in LAYOUTS:
+        raise StereoInputError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
+    if layout == "vr180" and swap:
+        raise StereoInputError(
+            "swap_eyes is for cross-eyed viewing of flat layouts; a VR180 frame is for headsets, which need "
+            "the left eye on the left. Turn swap off (or choose sbs for cross-eyed viewing)."
+        )
+
+
 def compose_stereo(
     left: torch.Tensor,
     right: torch.Tensor,
@@ -83,31 +94,21 @@ def compose_stereo(
     black around it. Frames are independent, so any chunk of a clip can be
     composed on its own.
     """
-    if layout not in LAYOUTS:
-        raise StereoInputError(f"layout must be one of {LAYOUTS}, got {layout!r}.")
+    check_layout(layout, swap)
     left = check_clip(left, "left")
     right = check_clip(right, "right")
     check_frame_counts(left.shape[0], right.shape[0], "left", "right", broadcast_one=False)
     check_same_size(left, right, "left", "right")
     if layout == "vr180":
-        if swap:
-            raise StereoInputError(
-                "swap_eyes is for cross-eyed viewing of flat layouts; a VR180 frame is for headsets, which need "
-                "the left eye on the left. Turn swap off (or choose sbs for cross-eyed viewing)."
-            )
         return _compose_vr180(left, right, screen, batch)
     first, second = (right, left) if swap else (left, right)
     frames, height, width, channels = left.shape
     if layout.startswith("half") and min(height, width) < 2:
         raise StereoInputError(f"half layouts need frames of at least 2x2 pixels, got {width}x{height}.")
-    eye_h, eye_w = height, width
-    if layout == "half-sbs":
-        eye_w = width // 2
-    elif layout == "half-tb":
-        eye_h = height // 2
+    out_h, out_w = stereo_frame_size(layout, height, width)
     horizontal = layout.endswith("sbs")
-    out_shape = (frames, eye_h, 2 * eye_w, channels) if horizontal else (frames, 2 * eye_h, eye_w, channels)
-    out = torch.empty(out_shape, dtype=left.dtype, device=left.device)
+    eye_h, eye_w = (out_h, out_w // 2) if horizontal else (out_h // 2, out_w)
+    out = torch.empty((frames, out_h, out_w, channels), dtype=left.dtype, device=left.device)
     for batch_slice in frame_batches(frames, batch):
         a = resize_frames(first[batch_slice], eye_h, eye_w).to(out.dtype)
         b = resize_frames(second[batch_slice], eye_h, eye_w).to(out.dtype)

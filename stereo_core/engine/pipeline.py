@@ -24,8 +24,8 @@ from typing import Callable, ContextManager, Iterator
 import torch
 
 from .. import model_files
-from ..anaglyph import MODES as ANAGLYPH_MODES
 from ..anaglyph import anaglyph
+from ..anaglyph import check_mode as check_anaglyph_mode
 from ..color import MODES as COLOR_MODES
 from ..comfort import ComfortLimits, ComfortReport
 from ..convergence import AutoConvergence, auto_convergence
@@ -34,7 +34,7 @@ from ..disparity import DisparitySettings, disparity_bounds, disparity_from_dept
 from ..errors import StereoInputError
 from ..frames import frame_batches, resize_frames
 from ..inpainting import Chunk, ChunkInpainter, InpaintSettings, finish_frames, plan_chunks
-from ..layouts import LAYOUTS, VirtualScreen, compose_stereo, stereo_frame_size
+from ..layouts import VirtualScreen, check_layout, compose_stereo, stereo_frame_size
 from ..spatial_media import metadata_for_layout, write_spatial_metadata
 from ..video_diffusion import VideoDiffusionModel
 from ..warp import forward_warp
@@ -128,17 +128,12 @@ class ConversionSettings:
                 raise StereoInputError(
                     "color_match 'clip' pools the whole clip's colours at once, which a streaming conversion does "
                     "not hold; use 'chunk' (per inpainting chunk), 'frame' or 'off'.")
-        if self.output.layout not in LAYOUTS:
-            raise StereoInputError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.output.layout!r}.")
+        check_layout(self.output.layout, self.output.swap_eyes)
         if self.output.layout == "vr180":
             self.output.screen.validate()
-            if self.output.swap_eyes:
-                raise StereoInputError("swap_eyes does not apply to vr180: headsets need the left eye on the left.")
         if self.auto_convergence is not None:
             self.auto_convergence.validate()
-        if self.output.anaglyph not in ANAGLYPH_MODES:
-            raise StereoInputError(f"anaglyph mode must be one of {', '.join(ANAGLYPH_MODES)}, "
-                                   f"got {self.output.anaglyph!r}.")
+        check_anaglyph_mode(self.output.anaglyph)
         if not 0 <= self.output.crf <= 51:
             raise StereoInputError(f"crf must be 0..51 (H.264 quality, lower is better), got {self.output.crf}.")
         if self.output.segment_frames < 1 or self.warp_chunk < 1:
