@@ -260,17 +260,12 @@ def _spill(stream, folder: Path) -> Path:
         digest.update(block)
     path = Path(folder) / f"video-{digest.hexdigest()[:24]}"
     if not path.is_file():
-        from ..stereo_core.video_io import partial_path, publish
+        from ..stereo_core.files import atomic_output
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_path(path)
-        try:
-            stream.seek(0)
-            with open(partial, "wb") as handle:
-                shutil.copyfileobj(stream, handle, _SPILL_BLOCK)
-            publish(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        stream.seek(0)
+        with atomic_output(path) as partial, open(partial, "wb") as handle:
+            shutil.copyfileobj(stream, handle, _SPILL_BLOCK)
     stream.seek(0)
     return path
 

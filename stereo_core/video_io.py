@@ -172,6 +172,7 @@ class FrameReader:
         self._container = None
         self._frames = None  # iterator over (index, picture)
         self._next = 0  # index of the frame the iterator yields next
+        self._index_of: dict[int, int] | None = None  # frame index by timestamp, made at the first seek
 
     def close(self) -> None:
         if self._container is not None:
@@ -192,7 +193,9 @@ class FrameReader:
         stamps = self.info.timestamps
         if start > 0 and stamps is not None:
             self._container.seek(stamps[start], stream=stream, backward=True, any_frame=False)
-            index_of = {pts: index for index, pts in enumerate(stamps)}
+            if self._index_of is None:
+                self._index_of = {pts: index for index, pts in enumerate(stamps)}
+            index_of = self._index_of
             self._frames = ((index_of.get(frame.pts, -1), frame) for frame in self._container.decode(stream))
             self._next = -1  # unknown until the first frame after the seek arrives
         else:
@@ -423,16 +426,11 @@ def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | No
 
 def is_complete_video(path: Path) -> bool:
     """Whether `path` is a video file a player can open with at least one frame (not empty or cut short)."""
-    av = _av()
     if not path.is_file() or path.stat().st_size == 0:
         return False
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                return False
-            stream = container.streams.video[0]
-            return next(container.decode(stream), None) is not None
-    except (av.error.FFmpegError, OSError):
+        return _first_frame(path) is not None
+    except (StereoInputError, OSError):
         return False
 
 
