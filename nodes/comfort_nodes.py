@@ -61,7 +61,7 @@ class StereoComfortCheck:
 
     def check(self, depth, max_disp, disp_unit, convergence, invert_depth, normalize, front_limit, behind_limit,
               range_limit, screen_width_px, fps, image=None):
-        depth = check_clip(depth, "depth", channels=(1, 3))
+        depth = check_clip(depth, "depth", channels=(1, 3), values=False)  # measure_depth checks the values
         width = check_clip(image, "image").shape[2] if image is not None else depth.shape[2]
         chosen = (front_limit, behind_limit, range_limit)
         source = _LIMITS.source if chosen == (_LIMITS.front, _LIMITS.behind, _LIMITS.budget) else "your limits"

@@ -40,7 +40,7 @@ from .frames import DEFAULT_BATCH_FRAMES, check_clip, depth_channel, frame_batch
 # Percentiles stand for "nearest" and "farthest", so a few stray depth pixels do not decide a frame.
 DEFAULT_OUTLIER_SHARE = 0.005
 # Statistics need no more than this many samples per frame (a regular sub-grid of a large frame).
-_MAX_SAMPLES = 1 << 18
+MAX_QUANTILE_SAMPLES = 1 << 18
 EYE_SEPARATION_M = 0.065
 
 
@@ -101,7 +101,7 @@ class ComfortReport:
             shape = tuple(disparity.shape) if isinstance(disparity, torch.Tensor) else type(disparity).__name__
             raise StereoInputError(f"Disparity for the comfort report must be [frames, height, width], got {shape}.")
         frames, height, width = disparity.shape
-        step = max(1, math.ceil(math.sqrt(height * width / _MAX_SAMPLES)))
+        step = max(1, math.ceil(math.sqrt(height * width / MAX_QUANTILE_SAMPLES)))
         samples = disparity[:, ::step, ::step].reshape(frames, -1).float()
         if not bool(torch.isfinite(samples).all()):
             raise StereoInputError("Disparity for the comfort report contains NaN or infinite values.")
@@ -195,23 +195,18 @@ class ComfortReport:
         """Write the plot (and optionally the summary), each to a temporary name renamed into place."""
         png_path = Path(png_path)
         png_path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(png_path, lambda handle: self.plot().save(handle, format="PNG"))
+        with atomic_output(png_path) as partial:
+            self.plot().save(partial, format="PNG")
         if json_path is not None:
-            text = json.dumps(self.summary(), indent=1).encode("utf-8")
-            _atomic_write(Path(json_path), lambda handle: handle.write(text))
+            with atomic_output(Path(json_path)) as partial:
+                partial.write_text(json.dumps(self.summary(), indent=1), encoding="utf-8")
         return png_path
-
-
-def _atomic_write(path: Path, write: Callable) -> None:
-    with atomic_output(path) as partial, open(partial, "wb") as handle:
-        write(handle)
 
 
 def measure_depth(
     depth: torch.Tensor,
     settings: DisparitySettings,
     report: ComfortReport,
-    convergence: torch.Tensor | None = None,
     batch: int = DEFAULT_BATCH_FRAMES,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> ComfortReport:
@@ -223,8 +218,7 @@ def measure_depth(
     frames = depth.shape[0]
     for frame_slice in frame_batches(frames, batch):
         values = normalized_depth(depth_channel(depth[frame_slice]), depth_range, frame_slice, settings)
-        planes = None if convergence is None else torch.as_tensor(convergence).flatten()[frame_slice]
-        report.update(disparity_from_depth(values, settings, report.width, planes), frame_slice.start)
+        report.update(disparity_from_depth(values, settings, report.width), frame_slice.start)
         if progress:
             progress(frame_slice.stop, frames)
     return report

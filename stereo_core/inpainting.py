@@ -387,13 +387,13 @@ class ChunkInpainter:
 
 
 def finish_frames(inpainted: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor, left: torch.Tensor | None,
-                  settings: InpaintSettings, color_match: str | None = None) -> torch.Tensor:
+                  settings: InpaintSettings) -> torch.Tensor:
     """Colour matching and hole-only compositing of inpainted frames [n, H, W, 3].
 
     Colour statistics are pooled over all the frames given (mode 'chunk': call it once per chunk's
-    new frames) or per frame; `color_match` overrides the settings' mode.
+    new frames) or per frame.
     """
-    mode = settings.color_match if color_match is None else color_match
+    mode = settings.color_match
     if mode != "off":
         reference = left if left is not None else warped
         inpainted = match_colors(inpainted, reference, mask=mask, mode=mode, group=inpainted.shape[0])

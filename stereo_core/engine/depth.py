@@ -17,6 +17,7 @@ from typing import Callable
 
 import torch
 
+from ..comfort import DEFAULT_OUTLIER_SHARE, MAX_QUANTILE_SAMPLES
 from ..convergence import subject_depth
 from ..depthcrafter import DepthCrafterSettings, DepthSampler, merge_window, normalize_depth
 from ..disparity import DepthRange
@@ -35,11 +36,6 @@ PIECE_FRAMES = 64
 # Mean spread between a frame's colour channels above which a depth video is a colour picture, not grey
 # depth (H.264's chroma subsampling leaves grey depth within a few 8-bit levels).
 _COLOUR_SPREAD = 0.04
-
-
-# Share of a frame's pixels taken as its nearest / farthest (a few stray pixels do not decide a frame).
-OUTLIER_SHARE = 0.005
-_QUANTILE_SAMPLES = 1 << 18
 
 
 @dataclass
@@ -70,8 +66,8 @@ class DepthStats:
     @classmethod
     def of_frames(cls, depth: torch.Tensor) -> "DepthStats":
         flat = depth.flatten(1)
-        step = max(1, flat.shape[1] // _QUANTILE_SAMPLES)
-        shares = torch.tensor([OUTLIER_SHARE, 1 - OUTLIER_SHARE])
+        step = max(1, flat.shape[1] // MAX_QUANTILE_SAMPLES)
+        shares = torch.tensor([DEFAULT_OUTLIER_SHARE, 1 - DEFAULT_OUTLIER_SHARE])
         # One frame at a time: torch.quantile refuses inputs of more than 16M values.
         quantiles = torch.stack([torch.quantile(frame[::step].float(), shares) for frame in flat])
         return cls(flat.amin(dim=1), flat.amax(dim=1), flat.median(dim=1).values, subject_depth(depth),
@@ -95,6 +91,9 @@ class DepthFrames:
         """Where the run's frames `frames` are in `stats` and the per-frame convergence (elsewhere when the
         run is a part of a longer scene whose statistics, normalisation and screen plane are the scene's)."""
         return frames
+
+    def close(self) -> None:
+        """Release what reading holds (a decoder); nothing by default."""
 
 
 def check_grey(reader: FrameReader) -> None:
@@ -145,7 +144,7 @@ class DepthCrafterFrames(DepthFrames):
         self.generator = torch.Generator().manual_seed(int(seed))
         self.sampler = DepthSampler(model, settings, self.frames, info.height, info.width, self.generator)
         self._progress, self._log_resume = progress, log_resume
-        self._decoded: tuple[int, int, torch.Tensor] | None = None
+        self._decoded: tuple[int, torch.Tensor] | None = None  # the last decode chunk: first frame, depth
         self._window_cache: tuple[int, torch.Tensor] | None = None
         with torch.no_grad():
             self._encode_pass()
@@ -281,12 +280,9 @@ class DepthCrafterFrames(DepthFrames):
             for first in range(start - start % size, stop, size):
                 part = slice(first, min(first + size, self.frames))
                 if self._decoded is None or self._decoded[0] != first:
-                    self._decoded = (first, part.stop, self._decode_chunk(part))
-                depth = self._decoded[2]
+                    self._decoded = (first, self._decode_chunk(part))
+                depth = self._decoded[1]
                 out.append(depth[max(start, first) - first:min(stop, part.stop) - first])
         return normalize_depth(torch.cat(out), self.low, self.high)
-
-    def close(self) -> None:
-        pass
 
 

@@ -526,7 +526,6 @@ class _RightEyes:
             tensors, meta = saved
             restore_generator(generator, tensors)
             self.inpainter.tile_num = meta["tile_num"]
-            self.inpainter.denoise.unet_calls = meta["unet_calls"]
             self.carry, self.next_to_compute = tensors.get("carry"), index
             self.conversion.reporter.notice(
                 f"Resuming: inpainting continues at frame {self.conversion.plan.start + self.chunks[index].start}")
@@ -559,7 +558,7 @@ class _RightEyes:
             stored["carry"] = outputs[first:first + following.reused].clone()
         # One file per chunk holds its frames and the state after it: both exist, or neither.
         self.store.save_tensors(self._name(index), stored,
-                                {"tile_num": self.inpainter.tile_num, "unet_calls": self.inpainter.unet_calls})
+                                {"tile_num": self.inpainter.tile_num})
         if index - 1 in self.encoded:  # its frames are encoded and its state is superseded
             self.store.remove(self._name(index - 1))
         self.carry, self.next_to_compute = stored.get("carry"), index + 1
