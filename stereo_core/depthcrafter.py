@@ -306,8 +306,10 @@ def estimate_depth(
                                          embeddings[frames], shared)
                 merge_window(result_latents, window, sample)
 
+        depth = torch.empty(total_frames, height, width)  # filled in place: no second copy of the clip
         with placement.use(model.vae):
-            depth = torch.cat([sampler.decode(result_latents[part]) for part in sampler.decode_slices])
+            for part in sampler.decode_slices:
+                depth[part] = sampler.decode(result_latents[part])
 
     placement.memory.empty_cache(model.device)
     # Extremes are taken at the delivered size: resizing does not keep them.
