@@ -1,5 +1,6 @@
 """The streaming engine: the same frames as the whole-clip functions, its work store, and file handling."""
 
+import shutil
 from fractions import Fraction
 
 import av
@@ -134,6 +135,33 @@ def test_store_writes_are_atomic_and_unreadable_pieces_are_redone(tmp_path):
     assert not list(stage.folder.glob(".*")), "no temporary file is left"
     stage.path("y.safetensors").write_bytes(b"cut short")
     assert stage.load_tensors("y.safetensors") is None and not stage.has("y.safetensors")
+
+
+def test_a_damaged_kept_window_is_reported_removed_and_redone(source, tmp_path, depthcrafter_model):
+    """A kept piece that a later pass reads (here the first DepthCrafter window, read again to decode the
+    depth for the warp) damaged on disk: a clear message, then the same command gives the same video."""
+    from stereo_core.video_io import is_complete_video
+
+    models = LoadedModels({"depthcrafter": depthcrafter_model})
+    settings = ConversionSettings(depth=DEPTH, inpaint=None, seed=1)
+    reference = ConversionJob(source=source, outputs={"stereo": tmp_path / "reference.mp4"},
+                              work_dir=tmp_path / "reference", max_frames=8)
+    convert(reference, settings, models)
+    job = ConversionJob(source=source, outputs={"stereo": tmp_path / "a.mp4"}, work_dir=tmp_path / "work",
+                        max_frames=8, keep_work=True)
+    convert(job, settings, models)
+    for encoded_piece in (tmp_path / "work").glob("encode-*"):  # the warp must read the depth again
+        shutil.rmtree(encoded_piece)
+    (tmp_path / "a.mp4").unlink()
+    (window,) = (tmp_path / "work").glob("depth-*/window-000000.safetensors")
+    window.write_bytes(b"cut short")
+
+    with pytest.raises(StereoInputError, match="window-000000.safetensors' was damaged on disk and has been removed; "
+                                               "run the same command again"):
+        convert(job, settings, models)
+    assert not window.exists() and not is_complete_video(tmp_path / "a.mp4")
+    convert(job, settings, models)
+    assert torch.equal(read_video(tmp_path / "a.mp4").frames, read_video(tmp_path / "reference.mp4").frames)
 
 
 def test_phone_rotation_is_honoured(tmp_path):

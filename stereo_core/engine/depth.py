@@ -166,7 +166,7 @@ class DepthCrafterFrames(DepthFrames):
             return
         if done:
             self._log_resume(f"depth: encoding resumes at frame {self.start + pieces[done - 1].stop}")
-            last = self.store.load_tensors(f"encode-{pieces[done - 1].start:07d}.safetensors")[0]
+            last = self.store.require_tensors(f"encode-{pieces[done - 1].start:07d}.safetensors")[0]
             restore_generator(self.generator, last)
         with self._progress(DEPTH_ENCODE, self.frames) as bar:
             bar(pieces[done - 1].stop if done else 0, self.frames)
@@ -189,7 +189,7 @@ class DepthCrafterFrames(DepthFrames):
         for piece in self._encode_pieces():
             if piece.stop <= start or piece.start >= stop:
                 continue
-            tensors, _ = self.store.load_tensors(f"encode-{piece.start:07d}.safetensors")
+            tensors, _ = self.store.require_tensors(f"encode-{piece.start:07d}.safetensors")
             inside = slice(max(start, piece.start) - piece.start, min(stop, piece.stop) - piece.start)
             embeddings.append(tensors["embeddings"][inside])
             latents.append(tensors["latents"][inside])
@@ -210,8 +210,8 @@ class DepthCrafterFrames(DepthFrames):
         if first:
             self._log_resume(f"depth: windows resume at window {first + 1} of {len(windows)} "
                              f"(frame {self.start + windows[first].start})")
-        noise = self.store.load_tensors("noise.safetensors")[0]["noise"]
-        previous = self.store.load_tensors(self._window_name(first - 1))[0]["latents"] if first else None
+        noise = self.store.require_tensors("noise.safetensors")[0]["noise"]
+        previous = self.store.require_tensors(self._window_name(first - 1))[0]["latents"] if first else None
         frames_done = windows[first - 1].end if first else 0
         with self._progress(DEPTH_WINDOWS, self.frames) as bar, self.model.placement.use(self.model.unet) as unet:
             bar(frames_done, self.frames)
@@ -240,7 +240,7 @@ class DepthCrafterFrames(DepthFrames):
         for frame in range(start, stop):
             index = min(frame // stride, len(windows) - 1)  # windows start every `stride` frames
             if self._window_cache is None or self._window_cache[0] != index:
-                self._window_cache = (index, self.store.load_tensors(self._window_name(index))[0]["latents"])
+                self._window_cache = (index, self.store.require_tensors(self._window_name(index))[0]["latents"])
             out[frame - start] = self._window_cache[1][frame - windows[index].start]
         return out
 

@@ -107,6 +107,15 @@ class StageStore:
             self.remove(name)
             return None
 
+    def require_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict]:
+        """What load_tensors gives, for a piece an earlier step has finished: a damaged one is removed and
+        reported, and the same command run again computes it anew."""
+        saved = self.load_tensors(name)
+        if saved is None:
+            raise StereoInputError(f"The work file '{self.path(name)}' was damaged on disk and has been removed; "
+                                   f"run the same command again to compute it anew.")
+        return saved
+
     def save_json(self, name: str, record: dict) -> None:
         self._write(name, lambda partial: partial.write_text(json.dumps(record)))
 
