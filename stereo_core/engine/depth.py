@@ -153,12 +153,19 @@ class DepthCrafterFrames(DepthFrames):
 
     # --- pass 1: CLIP embeddings and VAE latents of every frame ---------------------------------------
 
-    def _encode_pieces(self) -> list[slice]:
-        size = self.sampler.settings.encode_chunk
-        return list(chunks(self.frames, size * max(1, PIECE_FRAMES // size)))
+    def _pieces(self, size: int, slices: list[slice]) -> list[tuple[slice, list[slice]]]:
+        """The kept pieces of a pass whose chunks (`slices`) have `size` frames: about PIECE_FRAMES frames,
+        a whole number of chunks each, with the chunks inside them."""
+        return [(piece, [part for part in slices if piece.start <= part.start < piece.stop])
+                for piece in chunks(self.frames, size * max(1, PIECE_FRAMES // size))]
+
+    def _encode_pieces(self) -> list[tuple[slice, list[slice]]]:
+        return self._pieces(self.sampler.settings.encode_chunk, self.sampler.encode_slices)
 
     def _encode_pass(self) -> None:
-        pieces, sampler, placement = self._encode_pieces(), self.sampler, self.model.placement
+        sampler, placement = self.sampler, self.model.placement
+        pieces_and_parts = self._encode_pieces()
+        pieces = [piece for piece, _ in pieces_and_parts]
         done = 0
         while done < len(pieces) and self.store.has(f"encode-{pieces[done].start:07d}.safetensors"):
             done += 1
@@ -170,10 +177,9 @@ class DepthCrafterFrames(DepthFrames):
             restore_generator(self.generator, last)
         with self._progress(DEPTH_ENCODE, self.frames) as bar:
             bar(pieces[done - 1].stop if done else 0, self.frames)
-            for piece in pieces[done:]:
+            for piece, inside in pieces_and_parts[done:]:
                 video = self.video.read(self.start + piece.start, self.start + piece.stop).float().div_(255.0)
-                parts = [slice(p.start - piece.start, p.stop - piece.start) for p in sampler.encode_slices
-                         if piece.start <= p.start < piece.stop]
+                parts = [slice(p.start - piece.start, p.stop - piece.start) for p in inside]
                 with placement.use(self.model.image_encoder):
                     embeddings = torch.cat([sampler.embed(video[part]) for part in parts])
                 with placement.use(self.model.vae):
@@ -186,7 +192,7 @@ class DepthCrafterFrames(DepthFrames):
     def _encoded(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings and latents of frames [start, stop) from the kept encode pieces."""
         embeddings, latents = [], []
-        for piece in self._encode_pieces():
+        for piece, _ in self._encode_pieces():
             if piece.stop <= start or piece.start >= stop:
                 continue
             tensors, _ = self.store.require_tensors(f"encode-{piece.start:07d}.safetensors")
@@ -252,16 +258,13 @@ class DepthCrafterFrames(DepthFrames):
 
     def _statistics_pass(self) -> tuple[DepthStats, tuple[float, float]]:
         """Per-frame statistics of the raw decoded depth, kept per piece; the clip's extremes from them."""
-        size = self.sampler.settings.decode_chunk
-        pieces = list(chunks(self.frames, size * max(1, PIECE_FRAMES // size)))
         parts = []
         with self._progress(DEPTH_DECODE, self.frames) as bar:
-            for piece in pieces:
+            for piece, inside in self._pieces(self.sampler.settings.decode_chunk, self.sampler.decode_slices):
                 name = f"stats-{piece.start:07d}.safetensors"
                 saved = self.store.load_tensors(name)
                 if saved is None:
-                    depth = torch.cat([self._decode_chunk(slice(p.start, p.stop)) for p in chunks(self.frames, size)
-                                       if piece.start <= p.start < piece.stop])
+                    depth = torch.cat([self._decode_chunk(part) for part in inside])
                     parts.append(DepthStats.of_frames(depth))
                     self.store.save_tensors(name, parts[-1].tensors())
                 else:
@@ -277,12 +280,11 @@ class DepthCrafterFrames(DepthFrames):
         size = self.sampler.settings.decode_chunk
         out = []
         with torch.no_grad():
-            for first in range(start - start % size, stop, size):
-                part = slice(first, min(first + size, self.frames))
-                if self._decoded is None or self._decoded[0] != first:
-                    self._decoded = (first, self._decode_chunk(part))
+            for part in self.sampler.decode_slices[start // size:(stop - 1) // size + 1]:
+                if self._decoded is None or self._decoded[0] != part.start:
+                    self._decoded = (part.start, self._decode_chunk(part))
                 depth = self._decoded[1]
-                out.append(depth[max(start, first) - first:min(stop, part.stop) - first])
+                out.append(depth[max(start, part.start) - part.start:min(stop, part.stop) - part.start])
         return normalize_depth(torch.cat(out), self.low, self.high)
 
 
