@@ -97,11 +97,8 @@ def write_spatial_metadata(source: str | Path, metadata: SpatialMetadata,
     source = Path(source)
     destination = Path(destination) if destination is not None else source
     top = _top_level_boxes(source)
-    moov = _the_moov(top, source)
-    with open(source, "rb") as handle:
-        handle.seek(moov.offset)
-        moov_bytes = handle.read(moov.size)
-    tree = _parse_container(moov_bytes)
+    moov = _the_moov(top, source, rewriting=True)
+    tree = _moov_tree(source, moov)
     entry_path = _video_sample_entry(tree, source)
     _replace_spatial_boxes(entry_path[-1], metadata)
     # Media behind moov moves by however much moov grows.
@@ -213,16 +210,23 @@ def _top_level_boxes(path: Path) -> list[_TopBox]:
     return boxes
 
 
-def _the_moov(top: list[_TopBox], path: Path) -> _TopBox:
+def _the_moov(top: list[_TopBox], path: Path, rewriting: bool = False) -> _TopBox:
+    """The file's one moov box; rewriting: also refuse fragmented files, whose offsets are not rewritten."""
     kinds = [box.kind for box in top]
     if kinds.count(b"moov") != 1:
         raise StereoInputError(f"'{path}' has {kinds.count(b'moov')} 'moov' boxes; an MP4 file has exactly one.")
-    if b"moof" in kinds:
+    if rewriting and b"moof" in kinds:
         raise StereoInputError(
             f"'{path}' is a fragmented MP4 (moof boxes), whose data offsets this tool does not rewrite. Write a "
             f"regular MP4 (without frag_keyframe/empty_moov movflags) and tag that."
         )
     return top[kinds.index(b"moov")]
+
+
+def _moov_tree(path: Path, moov: _TopBox) -> "_Node":
+    with open(path, "rb") as handle:
+        handle.seek(moov.offset)
+        return _parse_container(handle.read(moov.size))
 
 
 def _read_boxes(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -346,14 +350,7 @@ class VideoSampleEntry:
 def read_video_sample_entry(path: str | Path) -> VideoSampleEntry:
     """Parse the first video track's sample entry of an MP4 file, and its stereo/spherical boxes."""
     path = Path(path)
-    top = _top_level_boxes(path)
-    kinds = [box.kind for box in top]
-    if kinds.count(b"moov") != 1:
-        raise StereoInputError(f"'{path}' has {kinds.count(b'moov')} 'moov' boxes; an MP4 file has exactly one.")
-    moov = top[kinds.index(b"moov")]
-    with open(path, "rb") as handle:
-        handle.seek(moov.offset)
-        tree = _parse_container(handle.read(moov.size))
+    tree = _moov_tree(path, _the_moov(_top_level_boxes(path), path))
     entry = _video_sample_entry(tree, path)[-1]
     boxes = {child.kind: child.payload for child in entry.children}
     return VideoSampleEntry(entry.kind.decode("latin-1"), tuple(child.kind.decode("latin-1") for child in entry.children),
