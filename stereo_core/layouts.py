@@ -132,8 +132,7 @@ def _compose_vr180(left: torch.Tensor, right: torch.Tensor, screen: VirtualScree
     out = torch.zeros((frames, size, 2 * size, channels), dtype=left.dtype, device=left.device)
     for eye, clip in enumerate((left, right)):
         sign = -1 if eye == 0 else 1  # the left eye sits left of centre
-        grid, (top, bottom, x0, x1) = _vr180_grid(size, height / width, screen.fov, screen.distance, sign,
-                                                  str(left.device))
+        grid, (top, bottom, x0, x1) = _vr180_grid(size, height / width, screen, sign, str(left.device))
         if grid is None:
             continue
         for batch_slice in frame_batches(frames, batch):
@@ -145,7 +144,7 @@ def _compose_vr180(left: torch.Tensor, right: torch.Tensor, screen: VirtualScree
 
 
 @lru_cache(maxsize=4)
-def _vr180_grid(size: int, aspect: float, fov: float, distance: float, eye_sign: int, device: str):
+def _vr180_grid(size: int, aspect: float, screen: VirtualScreen, eye_sign: int, device: str):
     """Sampling grid of one eye's screen in its half-equirect square, cropped to the screen's bounding box.
 
     A pixel's direction (longitude lam, latitude phi) from an eye at x = eye_sign * ipd / 2 meets the screen
@@ -154,8 +153,9 @@ def _vr180_grid(size: int, aspect: float, fov: float, distance: float, eye_sign:
     centres = (torch.arange(size, dtype=torch.float64) + 0.5) / size - 0.5
     longitude = (centres * math.pi).view(1, -1)
     latitude = (-centres * math.pi).view(-1, 1)  # top row looks up
-    half_w = math.tan(math.radians(fov) / 2)
+    half_w = screen.half_width()
     half_h = half_w * aspect
+    distance = screen.distance
     eye_offset = eye_sign * _IPD_METRES / 2 / distance if distance > 0 else 0.0
     u = (torch.tan(longitude) + eye_offset) / half_w
     v = -(torch.tan(latitude) / torch.cos(longitude)) / half_h
