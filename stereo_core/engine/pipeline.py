@@ -422,11 +422,18 @@ class Conversion:
             return plan_chunks(self.plan.frames, inpaint.frames_chunk, inpaint.overlap)
         return [Chunk(part.start, part.stop, 0) for part in frame_batches(self.plan.frames, self.settings.warp_chunk)]
 
+    def right_key(self) -> str:
+        """What the right eye depends on (the depth and the settings that make the right eye from it)."""
+        return _right_key(self.plan, self.depth_key, self.models)
+
+    def output_key(self) -> str:
+        """What the encoded pieces depend on."""
+        return _output_key(self.plan, self.right_key())
+
     def _right_and_encode(self, reader: FrameReader, depth: DepthFrames) -> dict[str, list[Segment]]:
         plan, settings = self.plan, self.settings
-        right_key = _right_key(plan, self.depth_key, self.models)
-        right_store = self.store.stage("right", right_key)
-        out_store = self.store.stage("encode", _output_key(plan, right_key))
+        right_store = self.store.stage("right", self.right_key())
+        out_store = self.store.stage("encode", self.output_key())
         chunks = self._chunks()
         pieces = plan_pieces(chunks, settings.output.segment_frames)
 

@@ -31,7 +31,6 @@ from typing import Callable, Iterator
 
 import torch
 
-from .. import model_files
 from ..errors import StereoInputError
 from ..video_io import FrameReader, Segment, VideoInfo
 from .depth import DepthFrames, DepthStats
@@ -551,9 +550,8 @@ def _result_key(step: _Step, kind: str) -> str:
     if kind == "depth":
         return conversion.depth_key
     plan = conversion.plan
-    inpaint = None if plan.settings.inpaint is None else conversion.models.identity(model_files.STEREOCRAFTER)
-    return settings_key(conversion.depth_key, [plan.start, plan.stop, plan.origin], asdict(plan.settings),
-                        sorted(plan.job.outputs), inpaint)
+    # The range: a part's depth key is its scene's. The origin places the pieces in the whole video.
+    return settings_key(conversion.output_key(), [plan.start, plan.stop, plan.origin])
 
 
 # --- running them -------------------------------------------------------------------------------------
