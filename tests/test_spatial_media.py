@@ -5,6 +5,7 @@ reader must find the boxes in the video sample entry, and FFmpeg itself (through
 report the stereo and spherical side data it parsed from them.
 """
 
+import ctypes
 import struct
 
 import av
@@ -49,14 +50,20 @@ def write_mp4(path, faststart=False, audio=True, fragmented=False, video=True):
     return path
 
 
+def side_data(frame):
+    """A frame's side data by type name. PyAV 18 iterates its container as a mapping of types (older versions
+    yield the entries) and dropped the buffer protocol; the raw pointer and size read the same on both."""
+    entries = [item if hasattr(item, "buffer_ptr") else frame.side_data[item] for item in frame.side_data]
+    return {data.type.name: ctypes.string_at(data.buffer_ptr, data.buffer_size) for data in entries}
+
+
 def decode(path):
     """Every video frame's pixels, FFmpeg's stereo/spherical side data, and the audio packet sizes."""
     with av.open(str(path)) as container:
         frames, side = [], {}
         for frame in container.decode(video=0):
             frames.append(frame.to_ndarray(format="rgb24"))
-            for data in frame.side_data:
-                side[data.type.name] = bytes(data)
+            side.update(side_data(frame))
         audio = []
         if container.streams.audio:
             container.seek(0)
