@@ -11,6 +11,26 @@ Players and video sites see a file as 3D from boxes in the video track's sample 
 Both come after the codec's own boxes and before the optional trailing ones (`pasp`, `clap`,
 `btrt`), `sv3d` after `st3d`.
 
+Apple Vision Pro reads neither: since visionOS 26 its Projected Media Profile plays frame-packed
+video as 3D from Apple's own boxes in the same sample entry (Apple, "QuickTime and ISO Base Media
+File Formats and Spatial and Immersive Media"; the field layouts below are the ones FFmpeg's
+libavformat reads in mov.c mov_read_vexu/mov_read_eyes/mov_read_pack/mov_read_hfov and writes in
+movenc.c mov_write_vexu_tag):
+- `vexu` (Box, "video extended usage") holding, in this order,
+  `proj` (Box) holding `prji` (FullBox: projection_kind, a four-character code: `rect`
+  rectilinear, `equi` equirectangular, `hequ` half-equirectangular, `fish`, `prim`);
+  `eyes` (Box) holding `stri` (FullBox: one byte of flags, bit 0 has_left_eye_view, bit 1
+  has_right_eye_view, bit 2 has_additional_views, bit 3 eye_views_reversed) and optionally
+  `hero` (FullBox: hero_eye_indicator, 0 none, 1 left, 2 right), `cams`/`blin` (the camera
+  baseline in micrometres) and `cmfy`/`dadj` (a disparity adjustment in 1/10000 of the width);
+  `pack` (Box) holding `pkin` (FullBox: view_packing_kind, `side` side-by-side or `over`
+  over-under);
+- `hfov` (Box, beside `vexu`: the horizontal field of view in thousandths of a degree), which a
+  rectilinear picture needs to be shown at its size.
+They follow `st3d`/`sv3d` (FFmpeg's muxer writes them in that order, and FFmpeg's reader refuses
+an `st3d` that comes after the stereo information of `vexu`). We write no `cams`/`cmfy`: a
+converted 2D video has no camera baseline, and its disparity is already set where it should be.
+
 The writer works on a finished file: it reads the `moov` box (small), rebuilds the video sample
 entry with the new boxes, and copies everything else byte for byte in chunks (files of any
 length, constant memory). When `moov` comes before the media data (`faststart`), every chunk
@@ -27,6 +47,7 @@ from pathlib import Path
 
 from .errors import StereoInputError
 from .files import atomic_output
+from .layouts import VirtualScreen
 
 STEREO_MODES = {"mono": 0, "top-bottom": 1, "left-right": 2, "custom": 3, "right-left": 4}
 METADATA_SOURCE = "StereoCrafter 3D"
@@ -35,15 +56,42 @@ METADATA_SOURCE = "StereoCrafter 3D"
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
 # Optional boxes that close a VisualSampleEntry: the new boxes go before the first of them.
 _TRAILING = {b"pasp", b"clap", b"btrt", b"sinf"}
+# The boxes this module writes into a sample entry (and replaces when tagging again).
+_SPATIAL_KINDS = (b"st3d", b"sv3d", b"vexu", b"hfov")
 # A VisualSampleEntry's fixed fields after its 8-byte header (ISO/IEC 14496-12, 12.1.3).
 _VISUAL_ENTRY_FIELDS = 78
 _COPY_CHUNK = 8 << 20
 
 
+# Apple's four-character codes (prji, pkin) and hero eye numbers, by the names used here.
+PROJECTION_KINDS = {"rectilinear": b"rect", "equirectangular": b"equi", "half-equirectangular": b"hequ",
+                    "fisheye": b"fish", "parametric-immersive": b"prim"}
+VIEW_PACKINGS = {"side-by-side": b"side", "over-under": b"over"}
+HERO_EYES = {"none": 0, "left": 1, "right": 2}
+# The stri flags.
+_HAS_LEFT, _HAS_RIGHT, _EYES_REVERSED = 1, 2, 8
+
+
+@dataclass(frozen=True)
+class AppleProjectedMedia:
+    """What Apple's `vexu` (and for a flat picture `hfov`) box says about a frame-packed stereo video."""
+
+    view_packing: str = "side-by-side"
+    """A key of VIEW_PACKINGS: how the two eyes share the frame."""
+    projection: str = "rectilinear"
+    """A key of PROJECTION_KINDS: "rectilinear" for a flat picture, "half-equirectangular" for VR180."""
+    eyes_reversed: bool = False
+    """True when the right eye comes first (on the left, or on top)."""
+    hero_eye: str = "left"
+    """A key of HERO_EYES: the eye to show where only one is shown. Ours is the left, the source's own picture."""
+    horizontal_fov: float | None = None
+    """Degrees the picture spans horizontally (the hfov box, kept to a thousandth); None writes no hfov."""
+
+
 @dataclass(frozen=True)
 class SpatialMetadata:
-    stereo_mode: str = "left-right"
-    """A key of STEREO_MODES."""
+    stereo_mode: str | None = "left-right"
+    """A key of STEREO_MODES; None writes no st3d (a layout Google's box has no value for)."""
     projection: str | None = None
     """None for a flat video, "equirectangular" for 180/360-degree video."""
     bounds: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
@@ -51,17 +99,28 @@ class SpatialMetadata:
     pose: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Yaw, pitch, roll in degrees."""
     metadata_source: str = METADATA_SOURCE
+    apple: AppleProjectedMedia | None = None
+    """Apple's Projected Media Profile boxes (vexu, hfov); None writes none."""
 
 
-# Half of the 360-degree width cropped, a quarter on each side: a 180x180-degree picture.
-VR180 = SpatialMetadata("left-right", "equirectangular", bounds=(0.0, 0.0, 0.25, 0.25))
+# Half of the 360-degree width cropped, a quarter on each side: a 180x180-degree picture. To Apple
+# the same frame is half-equirectangular (180 degrees by definition, so no hfov), eyes side by side.
+VR180 = SpatialMetadata("left-right", "equirectangular", bounds=(0.0, 0.0, 0.25, 0.25),
+                        apple=AppleProjectedMedia("side-by-side", "half-equirectangular"))
+
+# A flat picture is shown as wide as the VR180 layout's virtual screen (VirtualScreen.fov, 70 degrees by
+# default): the same movie looks the same size, with the same depth, in our VR180 file and on Vision Pro.
+FLAT_FIELD_OF_VIEW = VirtualScreen.fov
 
 _LAYOUT_MODES = {"sbs": "left-right", "half-sbs": "left-right", "tb": "top-bottom", "half-tb": "top-bottom"}
+_SWAPPED_MODES = {"left-right": "right-left", "top-bottom": None}  # st3d has no bottom-top value
+_PACKINGS = {"left-right": "side-by-side", "top-bottom": "over-under"}
 
 
-def metadata_for_layout(layout: str, swap: bool = False) -> SpatialMetadata | None:
-    """The boxes a layout's file should carry; None where no standard value describes it
-    (a swapped top-bottom frame, or an anaglyph, which is a flat picture to players)."""
+def metadata_for_layout(layout: str, swap: bool = False,
+                        field_of_view: float = FLAT_FIELD_OF_VIEW) -> SpatialMetadata | None:
+    """The boxes a layout's file should carry; None for a layout no box describes (an anaglyph, which is a
+    flat picture to players). `field_of_view`: degrees a flat layout's picture spans (Apple's hfov)."""
     if layout == "vr180":
         if swap:
             return None
@@ -69,9 +128,9 @@ def metadata_for_layout(layout: str, swap: bool = False) -> SpatialMetadata | No
     mode = _LAYOUT_MODES.get(layout)
     if mode is None:
         return None
-    if swap:
-        return SpatialMetadata("right-left") if mode == "left-right" else None
-    return SpatialMetadata(mode)
+    apple = AppleProjectedMedia(_PACKINGS[mode], "rectilinear", eyes_reversed=swap,
+                                horizontal_fov=round(field_of_view, 3))
+    return SpatialMetadata(_SWAPPED_MODES[mode] if swap else mode, apple=apple)
 
 
 # File-name tags that headset players read (see docs/players.md for who reads what).
@@ -91,7 +150,7 @@ def write_spatial_metadata(source: str | Path, metadata: SpatialMetadata,
                            destination: str | Path | None = None) -> Path:
     """Copy the MP4 `source` to `destination` (default: replace `source`) with `metadata` in its video track.
 
-    Existing st3d/sv3d boxes are replaced, so tagging twice gives the same file as tagging once.
+    Existing st3d/sv3d/vexu/hfov boxes are replaced, so tagging twice gives the same file as tagging once.
     """
     _check_metadata(metadata)
     source = Path(source)
@@ -116,8 +175,12 @@ def write_spatial_metadata(source: str | Path, metadata: SpatialMetadata,
 
 
 def _check_metadata(metadata: SpatialMetadata) -> None:
-    if metadata.stereo_mode not in STEREO_MODES:
+    if metadata.stereo_mode is not None and metadata.stereo_mode not in STEREO_MODES:
         raise StereoInputError(f"stereo mode must be one of {tuple(STEREO_MODES)}, got {metadata.stereo_mode!r}.")
+    if metadata.stereo_mode is None and metadata.projection is None and metadata.apple is None:
+        raise StereoInputError("The metadata says nothing (no stereo mode, projection or Apple boxes) to write.")
+    if metadata.apple is not None:
+        _check_apple(metadata.apple)
     if metadata.projection not in (None, "equirectangular"):
         raise StereoInputError(f"projection must be None or 'equirectangular', got {metadata.projection!r}.")
     top, bottom, left, right = metadata.bounds
@@ -126,14 +189,44 @@ def _check_metadata(metadata: SpatialMetadata) -> None:
                                f"{metadata.bounds}.")
 
 
+def _check_apple(apple: AppleProjectedMedia) -> None:
+    for name, value, allowed in (("view packing", apple.view_packing, VIEW_PACKINGS),
+                                 ("projection kind", apple.projection, PROJECTION_KINDS),
+                                 ("hero eye", apple.hero_eye, HERO_EYES)):
+        if value not in allowed:
+            raise StereoInputError(f"Apple {name} must be one of {tuple(allowed)}, got {value!r}.")
+    fov = apple.horizontal_fov
+    if fov is not None and not (isinstance(fov, (int, float)) and 0 < fov <= 360):
+        raise StereoInputError(f"horizontal field of view must be an angle in (0, 360] degrees, got {fov!r}.")
+
+
 def _spatial_boxes(metadata: SpatialMetadata) -> list[bytes]:
-    boxes = [_full_box(b"st3d", struct.pack(">B", STEREO_MODES[metadata.stereo_mode]))]
+    boxes = []
+    if metadata.stereo_mode is not None:
+        boxes.append(_full_box(b"st3d", struct.pack(">B", STEREO_MODES[metadata.stereo_mode])))
     if metadata.projection == "equirectangular":
         header = _full_box(b"svhd", metadata.metadata_source.encode("utf-8") + b"\0")
         pose = _full_box(b"prhd", struct.pack(">iii", *(round(angle * 65536) for angle in metadata.pose)))
         fixed = [min(round(share * 2**32), 2**32 - 1) for share in metadata.bounds]
         equi = _full_box(b"equi", struct.pack(">IIII", *fixed))
         boxes.append(_box(b"sv3d", header + _box(b"proj", pose + equi)))
+    if metadata.apple is not None:
+        boxes += _apple_boxes(metadata.apple)
+    return boxes
+
+
+def _apple_boxes(apple: AppleProjectedMedia) -> list[bytes]:
+    """vexu (proj, eyes, pack, in that order: FFmpeg takes the packing from pack only when it follows eyes)
+    and, with a field of view, hfov."""
+    projection = _box(b"proj", _full_box(b"prji", PROJECTION_KINDS[apple.projection]))
+    views = _HAS_LEFT | _HAS_RIGHT | (_EYES_REVERSED if apple.eyes_reversed else 0)
+    eyes = _full_box(b"stri", struct.pack(">B", views))
+    if apple.hero_eye != "none":
+        eyes += _full_box(b"hero", struct.pack(">B", HERO_EYES[apple.hero_eye]))
+    packing = _box(b"pack", _full_box(b"pkin", VIEW_PACKINGS[apple.view_packing]))
+    boxes = [_box(b"vexu", projection + _box(b"eyes", eyes) + packing)]
+    if apple.horizontal_fov is not None:
+        boxes.append(_box(b"hfov", struct.pack(">I", round(apple.horizontal_fov * 1000))))
     return boxes
 
 
@@ -288,7 +381,7 @@ def _video_sample_entry(moov: _Node, path: Path) -> list[_Node]:
 
 
 def _replace_spatial_boxes(entry: _Node, metadata: SpatialMetadata) -> None:
-    kept = [child for child in entry.children if child.kind not in (b"st3d", b"sv3d")]
+    kept = [child for child in entry.children if child.kind not in _SPATIAL_KINDS]
     position = next((i for i, child in enumerate(kept) if child.kind in _TRAILING), len(kept))
     new = [_Node(*_read_boxes(box)[0]) for box in _spatial_boxes(metadata)]
     entry.children = kept[:position] + new + kept[position:]
@@ -344,7 +437,7 @@ class VideoSampleEntry:
     boxes: tuple[str, ...]
     """The types of the boxes inside it, in order."""
     metadata: SpatialMetadata | None
-    """What its st3d/sv3d say; None without st3d and sv3d."""
+    """What its st3d/sv3d/vexu/hfov say; None without any of them."""
 
 
 def read_video_sample_entry(path: str | Path) -> VideoSampleEntry:
@@ -354,7 +447,8 @@ def read_video_sample_entry(path: str | Path) -> VideoSampleEntry:
     entry = _video_sample_entry(tree, path)[-1]
     boxes = {child.kind: child.payload for child in entry.children}
     return VideoSampleEntry(entry.kind.decode("latin-1"), tuple(child.kind.decode("latin-1") for child in entry.children),
-                            _parse_spatial(boxes.get(b"st3d"), boxes.get(b"sv3d")))
+                            _parse_spatial(boxes.get(b"st3d"), boxes.get(b"sv3d"),
+                                           _parse_apple(boxes.get(b"vexu"), boxes.get(b"hfov"))))
 
 
 def read_spatial_metadata(path: str | Path) -> SpatialMetadata | None:
@@ -362,16 +456,17 @@ def read_spatial_metadata(path: str | Path) -> SpatialMetadata | None:
     return read_video_sample_entry(path).metadata
 
 
-def _parse_spatial(st3d: bytes | None, sv3d: bytes | None) -> SpatialMetadata | None:
-    if st3d is None and sv3d is None:
+def _parse_spatial(st3d: bytes | None, sv3d: bytes | None,
+                   apple: AppleProjectedMedia | None) -> SpatialMetadata | None:
+    if st3d is None and sv3d is None and apple is None:
         return None
-    mode = "mono"
+    mode = "mono" if sv3d is not None else None  # sv3d without st3d: mono, says the RFC
     if st3d is not None:
         code = st3d[4]
         names = {value: name for name, value in STEREO_MODES.items()}
         mode = names.get(code, f"unknown ({code})")
     if sv3d is None:
-        return SpatialMetadata(mode)
+        return SpatialMetadata(mode, apple=apple)
     parts = dict(_read_boxes(sv3d))
     source = parts.get(b"svhd", b"\0\0\0\0")[4:].split(b"\0")[0].decode("utf-8", "replace")
     projection_parts = dict(_read_boxes(parts.get(b"proj", b"")))
@@ -380,6 +475,32 @@ def _parse_spatial(st3d: bytes | None, sv3d: bytes | None) -> SpatialMetadata | 
         pose = tuple(value / 65536 for value in struct.unpack_from(">iii", projection_parts[b"prhd"], 4))
     if b"equi" not in projection_parts:
         kinds = ", ".join(kind.decode("latin-1") for kind in projection_parts) or "none"
-        return SpatialMetadata(mode, f"other ({kinds})", pose=pose, metadata_source=source)
+        return SpatialMetadata(mode, f"other ({kinds})", pose=pose, metadata_source=source, apple=apple)
     bounds = tuple(value / 2**32 for value in struct.unpack_from(">IIII", projection_parts[b"equi"], 4))
-    return SpatialMetadata(mode, "equirectangular", bounds=bounds, pose=pose, metadata_source=source)
+    return SpatialMetadata(mode, "equirectangular", bounds=bounds, pose=pose, metadata_source=source, apple=apple)
+
+
+def _parse_apple(vexu: bytes | None, hfov: bytes | None) -> AppleProjectedMedia | None:
+    """vexu's projection, eyes and packing and hfov's angle, named as AppleProjectedMedia names them
+    ("unknown (...)" for a code it has no name for); None without vexu."""
+    if vexu is None:
+        return None
+    parts = dict(_read_boxes(vexu))
+    projection = _child_code(parts.get(b"proj"), b"prji", PROJECTION_KINDS, "none")
+    packing = _child_code(parts.get(b"pack"), b"pkin", VIEW_PACKINGS, "none")
+    eyes = dict(_read_boxes(parts.get(b"eyes", b"")))
+    views = eyes[b"stri"][4] if b"stri" in eyes else 0
+    heroes = {number: name for name, number in HERO_EYES.items()}
+    hero = heroes.get(eyes[b"hero"][4], "unknown") if b"hero" in eyes else "none"
+    fov = struct.unpack_from(">I", hfov)[0] / 1000 if hfov is not None and len(hfov) >= 4 else None
+    return AppleProjectedMedia(packing, projection, eyes_reversed=bool(views & _EYES_REVERSED), hero_eye=hero,
+                               horizontal_fov=fov)
+
+
+def _child_code(container: bytes | None, kind: bytes, names: dict[str, bytes], missing: str) -> str:
+    """The name of the four-character code in the FullBox `kind` inside `container`."""
+    payload = dict(_read_boxes(container or b"")).get(kind)
+    if payload is None or len(payload) < 8:
+        return missing
+    code = payload[4:8]
+    return next((name for name, value in names.items() if value == code), f"unknown ({code.decode('latin-1')})")
