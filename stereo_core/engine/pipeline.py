@@ -105,7 +105,7 @@ class OutputSettings:
     crf: int = DEFAULT_CRF
     segment_frames: int = 240  # frames per encoded piece (each starts with a keyframe)
     screen: VirtualScreen = field(default_factory=VirtualScreen)  # the flat screen of the vr180 layout
-    metadata: bool = True  # stereo (st3d) and VR180 (sv3d) boxes in MP4/MOV, StereoMode in Matroska
+    metadata: bool = True  # st3d, sv3d (VR180) and Apple's vexu/hfov boxes in MP4/MOV, StereoMode in Matroska
 
 
 @dataclass(frozen=True)
