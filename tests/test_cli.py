@@ -380,15 +380,16 @@ def test_vr180_frames_are_two_squares_with_spherical_metadata(source, tmp_path):
 
 
 @pytest.mark.parametrize("layout, mode, swap", [("sbs", "left-right", False), ("half-tb", "top-bottom", False),
-                                                ("sbs", "right-left", True)])
+                                                ("sbs", "right-left", True), ("tb", None, True)])
 def test_flat_stereo_files_carry_their_layout(layout, mode, swap, source, tmp_path):
-    from stereo_core.spatial_media import read_spatial_metadata
+    from stereo_core.spatial_media import metadata_for_layout, read_spatial_metadata
 
     depth = grey_depth(tmp_path / "depth.mp4")
     output = tmp_path / "out.mp4"
     assert run(source, "-o", output, "--format", layout, *(["--swap-eyes"] if swap else []), "--depth-video",
                depth, "--no-inpaint", "--anaglyph", "wimmer", "--quiet") == 0
-    assert read_spatial_metadata(output).stereo_mode == mode
+    assert read_spatial_metadata(output).stereo_mode == mode  # None: no st3d value for bottom-top
+    assert read_spatial_metadata(output).apple == metadata_for_layout(layout, swap).apple  # Vision Pro's boxes
     assert read_spatial_metadata(tmp_path / "out_anaglyph.mp4") is None, "an anaglyph is a flat picture"
     assert len(decoded(output)) == 10
 
