@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Name outputs with the layout tag headset players read (<input>_LR.mp4, _TB, _HSBS, "
                              "_HOU, _180_LR; see docs/players.md) instead of <input>_<format>.mp4.")
     parser.add_argument("--no-metadata", action="store_true",
-                        help="Do not write the stereo layout into the file (st3d/sv3d boxes, Matroska StereoMode).")
+                        help="Do not write the stereo layout into the file (st3d/sv3d/vexu boxes, Matroska StereoMode).")
     parser.add_argument("--comfort-report", action="store_true",
                         help="Also write <output>_comfort.png (disparity over time against comfort limits) and "
                              ".json, and print a one-line verdict.")
