@@ -311,21 +311,33 @@ class TemporalMinMax:
         shape = like.shape[1:] if like is not None else (0, 0)
         return torch.empty(0, *shape)
 
-    def state(self) -> dict:
-        """What a resumed run needs to continue identically: {"tensors": CPU tensors, "meta": JSON-able}."""
-        queue = torch.stack(self._queue) if self._queue else torch.empty(0)
+    def state(self, with_frames: bool = True) -> dict:
+        """What a resumed run needs to continue identically: {"tensors": CPU tensors, "meta": JSON-able}.
+
+        The held raw depth frames (the last `held` pushed, at most buffer-1) are its bulk; a caller that keeps
+        raw depth anyway (a store) passes with_frames=False and gives them back to restore().
+        """
+        queue = torch.stack(self._queue) if self._queue and with_frames else torch.empty(0)
         return {"tensors": {"queue": queue.clone()},
                 "meta": {"pushed": self.pushed, "lows": list(self._lows), "highs": list(self._highs),
                          "ema": list(self._ema) if self._ema is not None else None, "start": self.start,
                          "buffer": self.settings.buffer, "decay": self.settings.decay}}
 
-    def restore(self, state: dict) -> None:
+    def restore(self, state: dict, held: torch.Tensor | None = None) -> None:
+        """Continue from state(); `held`: the raw depth of the last frames pushed, when the state has none."""
         meta = state["meta"]
         if (meta["buffer"], meta["decay"], meta["start"]) != (self.settings.buffer, self.settings.decay, self.start):
             raise StereoInputError("The saved depth normalisation was made with other EMA settings; it cannot be "
                                    "continued with these (start the depth again).")
+        queue = state["tensors"]["queue"]
+        count = len(meta["lows"])
+        if queue.shape[0] != count:
+            if held is None or held.shape[0] < count:
+                raise StereoInputError(f"Resuming the depth normalisation needs the raw depth of the last {count} "
+                                       f"frames, which the saved state does not hold.")
+            queue = held[held.shape[0] - count:]
         self.pushed = int(meta["pushed"])
-        self._queue = list(state["tensors"]["queue"].float())
+        self._queue = list(queue.float())
         self._lows, self._highs = [float(v) for v in meta["lows"]], [float(v) for v in meta["highs"]]
         self._ema = tuple(meta["ema"]) if meta["ema"] is not None else None
 
@@ -380,18 +392,18 @@ class DepthAnythingV2Stream:
         out = self.normalizer.finish()
         return out if out.shape[0] else torch.empty(0, self.height, self.width)
 
-    def state(self) -> dict:
-        state = self.normalizer.state()
+    def state(self, with_frames: bool = True) -> dict:
+        state = self.normalizer.state(with_frames)
         state["meta"].update(input_size=self.input_size, height=self.height, width=self.width, kind=self.model.kind)
         return state
 
-    def restore(self, state: dict) -> None:
+    def restore(self, state: dict, held: torch.Tensor | None = None) -> None:
         meta = state["meta"]
         mine = (self.input_size, self.height, self.width, self.model.kind)
         if (meta.get("input_size"), meta.get("height"), meta.get("width"), meta.get("kind")) != mine:
             raise StereoInputError("The saved Depth Anything V2 state belongs to another model, size or input_size; "
                                    "start the depth again.")
-        self.normalizer.restore(state)
+        self.normalizer.restore(state, held)
 
 
 def _same_place(a: torch.device, b: torch.device) -> bool:

@@ -196,6 +196,22 @@ def test_state_and_restore_at_every_chunk_boundary_give_the_identical_result(chu
     assert torch.equal(run_normalizer(depth, settings, cuts=[8, 9, 15], chunk=chunk, resume=True), straight)
 
 
+def test_a_state_without_frames_resumes_identically_from_the_raw_depth_given_back():
+    depth = torch.randn(14, 4, 5, generator=torch.Generator().manual_seed(9))
+    settings = EmaSettings(buffer=5, decay=0.6)
+    straight = run_normalizer(depth, settings, cuts=[7])
+    first = TemporalMinMax(settings, [7])
+    out = [first.push(depth[:10])]
+    state = first.state(with_frames=False)
+    assert state["tensors"]["queue"].numel() == 0 and first.held == 3  # frames 7..9 of the second scene
+    second = TemporalMinMax(settings, [7])
+    with pytest.raises(ValueError, match="raw depth of the last 3 frames"):
+        second.restore(state)
+    second.restore(state, held=depth[:10])
+    out += [second.push(depth[10:]), second.finish()]
+    assert torch.equal(torch.cat(out), straight)
+
+
 def test_the_stream_resumes_identically_and_holds_no_more_than_the_buffer(dav2_model):
     frames = frames_of(9, 30, 44, seed=5)
     options = dict(input_size=42, ema=EmaSettings(buffer=3, decay=0.5), scene_cuts=[5], batch_size=2)
