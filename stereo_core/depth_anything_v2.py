@@ -29,7 +29,7 @@ from . import model_files
 from .depthcrafter import normalize_depth
 from .errors import StereoInputError
 from .model_files import DAV2_BASE, DAV2_KINDS, DAV2_LARGE, DAV2_SMALL
-from .placement import MemoryHooks, Placement, resolve_dtype
+from .placement import MemoryHooks, Placement, resolve_dtype, same_device
 from .video_diffusion import _load, _transformers_dtype_key
 
 DEFAULT_INPUT_SIZE = 518
@@ -373,7 +373,7 @@ class DepthAnythingV2Stream:
                                    f"{list(frames.shape)}.")
         model = self.model
         placement = model.placement
-        if not _same_place(self.device, placement.device):
+        if not same_device(self.device, placement.device):
             placement = Placement(device=self.device, offload_device=placement.offload_device,
                                   policy=placement.policy, memory=placement.memory)
         parts = []
@@ -404,10 +404,6 @@ class DepthAnythingV2Stream:
             raise StereoInputError("The saved Depth Anything V2 state belongs to another model, size or input_size; "
                                    "start the depth again.")
         self.normalizer.restore(state, held)
-
-
-def _same_place(a: torch.device, b: torch.device) -> bool:
-    return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 
 def estimate_depth(model: DepthAnythingV2Model, frames: torch.Tensor, input_size: int = DEFAULT_INPUT_SIZE,
