@@ -4,6 +4,7 @@ from .comfy_adapter import register_model_folder
 from .comfort_nodes import AutoConvergenceDepth, StereoComfortCheck
 from .common import PREFIX
 from .convert_nodes import StereoConvertVideo
+from .depth_anything_v2_nodes import DepthAnythingV2Depth, DepthAnythingV2ModelLoader
 from .depth_nodes import DepthCrafterDepth
 from .geometry_nodes import (
     Anaglyph,
@@ -22,6 +23,8 @@ register_model_folder()
 _NODES = {
     "DepthCrafter Model Loader": DepthCrafterModelLoader,
     "DepthCrafter Depth": DepthCrafterDepth,
+    "Depth Anything V2 Model Loader": DepthAnythingV2ModelLoader,
+    "Depth Anything V2 Depth": DepthAnythingV2Depth,
     "StereoCrafter Model Loader": StereoCrafterModelLoader,
     "StereoCrafter Inpaint Chunked": StereoCrafterInpaintChunked,
     "Stereo Color Match": StereoColorMatch,

@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 from . import model_files
-from .model_files import DEPTHCRAFTER, STEREOCRAFTER, SVD
+from .model_files import DAV2_KINDS, DEPTHCRAFTER, STEREOCRAFTER, SVD
 
 # Weight variants in order of preference: a repository without the first gets the second.
 VARIANTS = {"fp16": ("fp16", None), "fp32": (None, "fp16")}
-ONLY = {"depth": (SVD, DEPTHCRAFTER), "inpaint": (SVD, STEREOCRAFTER)}
+ONLY = {"depth": (SVD, DEPTHCRAFTER), "inpaint": (SVD, STEREOCRAFTER),
+        **{model_files.ONLY_CHOICE[kind]: (kind,) for kind in DAV2_KINDS}}
 ALL = (SVD, DEPTHCRAFTER, STEREOCRAFTER)
 log = logging.getLogger(__name__)
 AGAIN = "run the same command again"
@@ -268,7 +269,9 @@ def describe(plans: list[FolderPlan], variant: str) -> list[str]:
         elif plan.problem is not None:
             lines.append(f"  {name}: cannot be fetched (see below)")
         else:
-            lines.append(f"  {name} <- {plan.repo} ({human_size(plan.size)})")
+            licence = model_files.LICENCES.get(plan.kind)
+            lines.append(f"  {name} <- {plan.repo} ({human_size(plan.size)}"
+                         + (f"; weights licence: {licence})" if licence else ")"))
             lines += [f"      {f.path:<{width}}  {human_size(f.size):>9}" for f in plan.files]
     todo = [plan for plan in plans if plan.files and plan.problem is None]
     count = sum(len(plan.files) for plan in todo)
@@ -297,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Weight precision to fetch where a repository has both (fp16: half the size; the "
                              "loaders run fp32 from it too).")
     parser.add_argument("--only", choices=list(ONLY),
-                        help="depth: SVD parts + DepthCrafter; inpaint: SVD parts + StereoCrafter (default: all).")
+                        help="depth: SVD parts + DepthCrafter; inpaint: SVD parts + StereoCrafter (default: those "
+                             "three folders). "
+                             + "; ".join(f"{model_files.ONLY_CHOICE[kind]}: {model_files.TITLES[kind]} only "
+                                         f"({model_files.LICENCES[kind]})" for kind in DAV2_KINDS) + ".")
     return parser
 
 

@@ -1,10 +1,12 @@
-"""The three weight folders users download: which files each needs, checked before anything is loaded.
+"""The weight folders users download: which files each needs, checked before anything is loaded.
 
 Folders are in diffusers layout (NEEDED_FILES lists exactly what the loaders read):
 - SVD img2vid-xt-1-1: vae/, image_encoder/, feature_extractor/, scheduler/ (its unet/ and its
   single-file checkpoint are never used)
 - DepthCrafter: config.json + diffusion_pytorch_model.safetensors at the root (8-channel UNet)
 - StereoCrafter: the same two files under unet_diffusers/ (9-channel UNet)
+- Depth Anything V2 Small / Base / Large (transformers `-hf` repositories): config.json,
+  preprocessor_config.json and model.safetensors at the root
 
 Weights may be the plain files or the `fp16` variants (`*.fp16.safetensors`), single or
 sharded; whichever is present is used. A wrong or incomplete folder gets a message that
@@ -28,13 +30,25 @@ from .errors import StereoInputError
 SVD = "svd"
 DEPTHCRAFTER = "depthcrafter"
 STEREOCRAFTER = "stereocrafter"
+DAV2_SMALL = "depth-anything-v2-small"
+DAV2_BASE = "depth-anything-v2-base"
+DAV2_LARGE = "depth-anything-v2-large"
+DAV2_KINDS = (DAV2_SMALL, DAV2_BASE, DAV2_LARGE)
 
 DOWNLOADS = {
     SVD: "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
     DEPTHCRAFTER: "tencent/DepthCrafter",
     STEREOCRAFTER: "TencentARC/StereoCrafter",
+    DAV2_SMALL: "depth-anything/Depth-Anything-V2-Small-hf",
+    DAV2_BASE: "depth-anything/Depth-Anything-V2-Base-hf",
+    DAV2_LARGE: "depth-anything/Depth-Anything-V2-Large-hf",
 }
-TITLES = {SVD: "Stable Video Diffusion img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
+TITLES = {SVD: "Stable Video Diffusion img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter",
+          DAV2_SMALL: "Depth Anything V2 Small", DAV2_BASE: "Depth Anything V2 Base",
+          DAV2_LARGE: "Depth Anything V2 Large"}
+# The weights' licences, stated where they are offered (Base and Large may not be used commercially).
+LICENCES = {DAV2_SMALL: "Apache-2.0", DAV2_BASE: "CC-BY-NC-4.0 (non-commercial)",
+            DAV2_LARGE: "CC-BY-NC-4.0 (non-commercial)"}
 # Outside ComfyUI, the folders holding the downloads (os.pathsep-separated); default ./models/stereocrafter.
 MODELS_ENV = "STEREOCRAFTER_MODELS"
 
@@ -44,9 +58,12 @@ def env_model_roots() -> list[Path]:
 
 
 # Folder names as the README's download commands create them.
-FOLDER_NAMES = {SVD: "stable-video-diffusion-img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
+FOLDER_NAMES = {SVD: "stable-video-diffusion-img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter",
+                DAV2_SMALL: "Depth-Anything-V2-Small-hf", DAV2_BASE: "Depth-Anything-V2-Base-hf",
+                DAV2_LARGE: "Depth-Anything-V2-Large-hf"}
 # The download command's --only choice that fetches each folder (the SVD folder comes with both).
-ONLY_CHOICE = {DEPTHCRAFTER: "depth", STEREOCRAFTER: "inpaint"}
+ONLY_CHOICE = {DEPTHCRAFTER: "depth", STEREOCRAFTER: "inpaint", DAV2_SMALL: DAV2_SMALL, DAV2_BASE: DAV2_BASE,
+               DAV2_LARGE: DAV2_LARGE}
 
 
 @dataclass(frozen=True)
@@ -68,9 +85,13 @@ NEEDED_FILES = {
     DEPTHCRAFTER: FolderFiles(configs=("config.json",), weights=("diffusion_pytorch_model",)),
     STEREOCRAFTER: FolderFiles(configs=("unet_diffusers/config.json",),
                                weights=("unet_diffusers/diffusion_pytorch_model",)),
+    **{kind: FolderFiles(configs=("config.json", "preprocessor_config.json"), weights=("model",))
+       for kind in DAV2_KINDS},
 }
 # Which weight variant the Hub repositories hold (for the manual `hf download` command).
-HUB_VARIANT = {SVD: "fp16", DEPTHCRAFTER: None, STEREOCRAFTER: None}
+HUB_VARIANT = {SVD: "fp16", DEPTHCRAFTER: None, STEREOCRAFTER: None, **{kind: None for kind in DAV2_KINDS}}
+# A Depth Anything V2 folder's size, from its config.json's backbone width.
+DAV2_WIDTHS = {384: DAV2_SMALL, 768: DAV2_BASE, 1024: DAV2_LARGE}
 
 # Where each UNet lives inside its folder, and how many input channels it has.
 UNET_SUBFOLDER = {kind: posixpath.dirname(NEEDED_FILES[kind].weights[0]) for kind in (DEPTHCRAFTER, STEREOCRAFTER)}
@@ -115,15 +136,20 @@ def _read_json(path: Path) -> dict:
         raise StereoInputError(f"Cannot read {path}: {error}. Download that file again.") from error
 
 
+read_json = _read_json  # for the loaders outside this module
+
 def looks_like(folder: Path) -> str | None:
-    """Which of the three downloads `folder` looks like, from its layout alone."""
+    """Which download `folder` looks like, from its layout alone."""
     if (folder / "model_index.json").is_file() or (folder / "vae").is_dir() or (folder / "image_encoder").is_dir():
         return SVD
     if (folder / "unet_diffusers").is_dir():
         return STEREOCRAFTER
     config = folder / "config.json"
     if config.is_file():
-        channels = _read_json(config).get("in_channels")
+        settings = _read_json(config)
+        if settings.get("model_type") == "depth_anything":
+            return DAV2_WIDTHS.get((settings.get("backbone_config") or {}).get("hidden_size"))
+        channels = settings.get("in_channels")
         return {8: DEPTHCRAFTER, 9: STEREOCRAFTER}.get(channels)
     return None
 

@@ -46,6 +46,7 @@ def repos(model_tree, tmp_path_factory):
                                    gated_token=TOKEN),
         DC_REPO: repo_from_folder(model_tree["depthcrafter"], {"README.md": card}),
         SC_REPO: repo_from_folder(model_tree["stereocrafter"], {"README.md": card}),
+        model_files.DOWNLOADS[model_files.DAV2_SMALL]: repo_from_folder(model_tree["dav2"], {"README.md": card}),
     }
 
 
@@ -277,3 +278,24 @@ def test_files_in_the_hugging_face_cache_are_copied_not_downloaded(hub_settings,
     download.fetch(plans)
     assert plans[0].problem is None and usable(tmp_path / "DepthCrafter", DEPTHCRAFTER)
     assert [path.rsplit("/", 1)[1] for path in hub_settings.downloads()] == ["config.json"]
+
+
+def test_only_depth_anything_v2_fetches_its_three_files_and_states_the_licence(hub_settings, tmp_path, capsys):
+    assert download.main(["--models", str(tmp_path), "--only", "depth-anything-v2-small"]) == 0
+    repo = model_files.DOWNLOADS[model_files.DAV2_SMALL]
+    fetched = {path.split("/resolve/")[1].split("/", 1)[1] for path in hub_settings.downloads()}
+    assert fetched == {"config.json", "preprocessor_config.json", "model.safetensors"}
+    assert all(repo in r.path for r in hub_settings.requests), "nothing but its own repository is asked"
+    assert usable(tmp_path / "Depth-Anything-V2-Small-hf", model_files.DAV2_SMALL)
+    assert "weights licence: Apache-2.0" in capsys.readouterr().out
+
+
+def test_depth_anything_v2_loader_downloads_when_asked(hub_settings, pack, fake_comfy, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEREOCRAFTER_MODELS", str(tmp_path))
+    monkeypatch.setattr(pack.nodes.comfy_adapter, "_mm", None)
+    loader = pack.NODE_CLASS_MAPPINGS["SC3D_DepthAnythingV2ModelLoader"]()
+    with pytest.raises(ValueError, match="Turn on download_if_missing"):
+        loader.load("Depth-Anything-V2-Small-hf", "fp32")
+    assert hub_settings.requests == []
+    (model,) = loader.load("Depth-Anything-V2-Small-hf", "fp32", download_if_missing=True)
+    assert model.kind == model_files.DAV2_SMALL and usable(tmp_path / "Depth-Anything-V2-Small-hf", model.kind)

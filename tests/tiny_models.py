@@ -152,6 +152,7 @@ def build_model_tree(root: Path) -> dict[str, Path]:
         "svd_fp16_only": build_svd_folder(root / "svd-fp16-only", fp16_only=True),
         "depthcrafter": build_depthcrafter_folder(root / "DepthCrafter"),
         "stereocrafter": build_stereocrafter_folder(root / "StereoCrafter"),
+        "dav2": build_depth_anything_v2_folder(root / "Depth-Anything-V2-Small-hf"),
     }
     incomplete = root / "svd-incomplete"
     shutil.copytree(tree["svd"], incomplete)
@@ -160,3 +161,48 @@ def build_model_tree(root: Path) -> dict[str, Path]:
     (incomplete / "vae" / "diffusion_pytorch_model.fp16.safetensors").unlink()
     tree["svd_incomplete"] = incomplete
     return tree
+
+
+# Depth Anything V2's preprocessor_config.json as the -hf repositories publish it.
+DAV2_PREPROCESSOR_CONFIG = {
+    "do_normalize": True,
+    "do_pad": False,
+    "do_rescale": True,
+    "do_resize": True,
+    "ensure_multiple_of": 14,
+    "image_mean": [0.485, 0.456, 0.406],
+    "image_processor_type": "DPTImageProcessor",
+    "image_std": [0.229, 0.224, 0.225],
+    "keep_aspect_ratio": True,
+    "resample": 3,
+    "rescale_factor": 0.00392156862745098,
+    "size": {"height": 518, "width": 518},
+    "size_divisor": None,
+}
+
+
+def tiny_depth_anything_v2():
+    """DepthAnythingForDepthEstimation with a 4-layer, 32-wide DINOv2 (the real one: 12 layers, 384 wide)."""
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, mlp_ratio=2, image_size=518,
+                            patch_size=14, out_indices=[1, 2, 3, 4], apply_layernorm=True, reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, patch_size=14,
+                                 fusion_hidden_size=16, neck_hidden_sizes=[8, 16, 32, 32], head_hidden_size=8,
+                                 depth_estimation_type="relative")
+    model = DepthAnythingForDepthEstimation(config)
+    # Freshly initialised, the head's last ReLU gives zeros everywhere; perturbed weights give depth that
+    # depends on the image.
+    generator = torch.Generator().manual_seed(23)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.2 * torch.randn(parameter.shape, generator=generator))
+        model.head.conv3.bias.fill_(1.0)
+    return model
+
+
+def build_depth_anything_v2_folder(folder: Path) -> Path:
+    """depth-anything/Depth-Anything-V2-Small-hf's layout: config.json, model.safetensors, preprocessor_config.json."""
+    tiny_depth_anything_v2().save_pretrained(folder, safe_serialization=True)
+    (folder / "preprocessor_config.json").write_text(json.dumps(DAV2_PREPROCESSOR_CONFIG, indent=2))
+    return folder
