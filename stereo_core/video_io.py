@@ -293,7 +293,8 @@ class SegmentWriter:
     """
 
     def __init__(self, path: Path, width: int, height: int, time_base: Fraction, crf: int = DEFAULT_CRF,
-                 rate: Fraction | None = None):
+                 rate: Fraction | None = None, sample_aspect: Fraction = Fraction(1)):
+        """sample_aspect: how wide a pixel is shown (over its height), written into the stream where not 1."""
         av = _av()
         self.path = Path(path)
         self._partial = partial_path(self.path)
@@ -305,6 +306,8 @@ class SegmentWriter:
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         stream.options = {"crf": str(crf), **ENCODER_OPTIONS}
+        if sample_aspect != 1:
+            stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect)
         self._stream = stream
         self._first: Fraction | None = None
 
@@ -358,8 +361,8 @@ class StreamPlan:
     notices: tuple[str, ...]  # one line each for what is converted or left out
 
 
-# The stream metadata an output keeps (the track's language and name).
-_KEPT_TAGS = ("language", "title", "handler_name")
+# The stream metadata an output keeps: the track's language and its title (which MP4/MOV read back as 'name').
+_KEPT_TAGS = {"language": ("language",), "title": ("title", "name")}
 
 
 def _describe(stream) -> str:
@@ -384,10 +387,11 @@ def _container_holds(av, fmt: str, stream) -> bool:
             pass
 
 
-def plan_streams(source: str | Path, output: str | Path) -> StreamPlan:
+def plan_streams(source: str | Path, output: str | Path, notify: Callable[[str], None] | None = None) -> StreamPlan:
     """Which of `source`'s streams besides its (first) video go into `output`, and how: every audio, subtitle
     and data stream is copied where `output`'s container holds it as it is; audio it cannot hold is converted
-    (to AAC, in sync); anything else is left out. Each conversion and omission is named in a notice."""
+    (to AAC, in sync); anything else is left out. Each conversion and omission is named in a notice (one line,
+    also given to `notify`)."""
     av = _av()
     source = Path(source)
     fmt = container_format(output)
@@ -402,12 +406,14 @@ def plan_streams(source: str | Path, output: str | Path) -> StreamPlan:
                 streams.append(StreamChoice(stream.index, kind))
             elif kind == "audio":
                 streams.append(StreamChoice(stream.index, kind, CONVERTED_AUDIO))
-                notices.append(f"'{source.name}' {_describe(stream)}: a {Path(output).suffix} file cannot hold it "
-                               f"as it is, so it is converted to {CONVERTED_AUDIO.upper()} (kept in sync); "
-                               f"use .mkv to keep it exactly.")
+                notices.append(f"{Path(output).name}: the {_describe(stream)} of '{source.name}' cannot go into a "
+                               f"{Path(output).suffix} file as it is; it is converted to {CONVERTED_AUDIO.upper()}, "
+                               f"in sync (a .mkv output keeps it exactly).")
             else:
-                notices.append(f"'{source.name}' {_describe(stream)} is left out: a {Path(output).suffix} file "
-                               f"cannot hold it{'; .mkv can' if fmt != 'matroska' and kind else ''}.")
+                notices.append(f"{Path(output).name}: the {_describe(stream)} of '{source.name}' is left out (a "
+                               f"{Path(output).suffix} file cannot hold it{'; a .mkv can' if kind else ''}).")
+    for notice in notices if notify is not None else ():
+        notify(notice)
     return StreamPlan(source, tuple(streams), tuple(notices))
 
 
@@ -431,9 +437,10 @@ def _stream_packets(av, output, source: Path, choice: StreamChoice, start: Fract
         target.layout = stream.layout
         target.time_base = Fraction(1, rate)
         packets = _converted(av, container, stream, target, offset, stop)
-    for key in _KEPT_TAGS:
-        if key in stream.metadata:
-            target.metadata[key] = stream.metadata[key]
+    for key, names in _KEPT_TAGS.items():
+        value = next((stream.metadata[name] for name in names if stream.metadata.get(name)), None)
+        if value is not None:
+            target.metadata[key] = value
     if hasattr(stream, "disposition"):  # PyAV 15+
         target.disposition = stream.disposition
     return target, packets
@@ -445,24 +452,49 @@ def _copied(container, stream, target, offset: Fraction, stop: Fraction):
     lands before time 0, where the output's edit list (MP4/MOV) or timestamps (Matroska) skip it, as the
     source's did."""
     with container:
-        shift = round(offset / stream.time_base)
-        previous = None
-        for packet in container.demux(stream):
-            if packet.dts is None or packet.pts is None:
-                continue
+        for kept in _packets_in(container, stream, offset, stop):
+            kept.stream = target
+            yield kept
+
+
+def _packets_in(container, stream, offset: Fraction, stop: Fraction):
+    """`stream`'s packets shown between `offset` and `stop` and the one before them, timed from `offset`. Audio
+    timed coarser than its samples (Matroska's milliseconds) is timed again to the sample: from its codec delay,
+    by whole packets."""
+    rate = stream.rate if stream.type == "audio" else None
+    retime = bool(rate) and stream.time_base > Fraction(1, rate)
+    frame_size = stream.codec_context.frame_size if retime else 0
+    sample = None  # the next packet's first sample, when retimed
+    previous = None
+    for packet in container.demux(stream):
+        if packet.dts is None or packet.pts is None:
+            continue
+        duration = (packet.duration or 0) * stream.time_base
+        if retime:
+            if sample is None:
+                delay = stream.codec_context.delay
+                sample = -delay if delay else round(packet.pts * stream.time_base * rate)
+            time = Fraction(sample, rate)
+            length = frame_size or round(duration * rate)
+            packet.time_base = Fraction(1, rate)
+            packet.pts = packet.dts = sample
+            packet.duration = length
+            sample += length
+            duration = Fraction(length, rate)
+        else:
             time = packet.pts * stream.time_base
-            if time >= stop:
-                break
-            if time + (packet.duration or 0) * stream.time_base <= offset:
-                previous = packet
-                continue
-            for kept in (previous, packet):
-                if kept is not None:
-                    kept.pts -= shift
-                    kept.dts -= shift
-                    kept.stream = target
-                    yield kept
-            previous = None
+        if time >= stop:
+            break
+        if time + duration <= offset:
+            previous = packet
+            continue
+        for kept in (previous, packet):
+            if kept is not None:
+                shift = round(offset / kept.time_base)
+                kept.pts -= shift
+                kept.dts -= shift
+                yield kept
+        previous = None
 
 
 def _converted(av, container, stream, target, offset: Fraction, stop: Fraction):
