@@ -372,7 +372,10 @@ def _describe(stream) -> str:
 
 
 def _container_holds(av, fmt: str, stream) -> bool:
-    """Whether the muxer for `fmt` takes `stream` as it is: asked of the muxer itself, by writing a header."""
+    """Whether the muxer for `fmt` takes `stream` as it is: asked of the muxer itself, by writing a header. PCM in
+    MP4 (which FFmpeg 8 writes) is refused: few players play it; MOV and Matroska hold it."""
+    if fmt == "mp4" and stream.type == "audio" and stream.codec_context.name.startswith("pcm_"):
+        return False
     probe = av.open(io.BytesIO(), mode="w", format=fmt)
     try:
         probe.add_stream_from_template(stream)
