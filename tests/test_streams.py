@@ -41,6 +41,7 @@ def make_clip(path, codecs, container=None, sample_aspect=None, width=WIDTH):
         for number, codec in enumerate(codecs):
             rate = RATES.get(codec, 44100)
             stream = output.add_stream(codec, rate=rate, layout="stereo")
+            stream.codec_context.options = {"strict": "experimental"}  # FFmpeg 7's own Opus encoder (PyAV 14)
             stream.metadata["language"] = LANGUAGES[number]
             stream.metadata["title"] = f"track {number}"
             audio.append((stream, rate))
