@@ -83,6 +83,7 @@ def compose_stereo(
     swap: bool = False,
     batch: int = DEFAULT_BATCH_FRAMES,
     screen: VirtualScreen = VirtualScreen(),
+    sample_aspect: float = 1.0,
 ) -> torch.Tensor:
     """Pack two eyes into one frame.
 
@@ -92,7 +93,9 @@ def compose_stereo(
     (cross-eyed viewing). vr180: each eye as a flat screen (`screen`) inside a
     180-degree half-equirectangular square, side by side (width = 2 x height),
     black around it. Frames are independent, so any chunk of a clip can be
-    composed on its own.
+    composed on its own. sample_aspect: how wide the eyes' pixels are shown
+    (over their height); the flat layouts keep it (the frame is shown with
+    it), vr180 places the picture on its screen at its displayed shape.
     """
     check_layout(layout, swap)
     left = check_clip(left, "left")
@@ -100,7 +103,7 @@ def compose_stereo(
     check_frame_counts(left.shape[0], right.shape[0], "left", "right", broadcast_one=False)
     check_same_size(left, right, "left", "right")
     if layout == "vr180":
-        return _compose_vr180(left, right, screen, batch)
+        return _compose_vr180(left, right, screen, batch, float(sample_aspect))
     first, second = (right, left) if swap else (left, right)
     frames, height, width, channels = left.shape
     if layout.startswith("half") and min(height, width) < 2:
@@ -119,7 +122,8 @@ def compose_stereo(
     return out
 
 
-def _compose_vr180(left: torch.Tensor, right: torch.Tensor, screen: VirtualScreen, batch: int) -> torch.Tensor:
+def _compose_vr180(left: torch.Tensor, right: torch.Tensor, screen: VirtualScreen, batch: int,
+                   sample_aspect: float = 1.0) -> torch.Tensor:
     screen.validate()
     frames, height, width, channels = left.shape
     size = screen.eye_pixels(width)
@@ -132,7 +136,8 @@ def _compose_vr180(left: torch.Tensor, right: torch.Tensor, screen: VirtualScree
     out = torch.zeros((frames, size, 2 * size, channels), dtype=left.dtype, device=left.device)
     for eye, clip in enumerate((left, right)):
         sign = -1 if eye == 0 else 1  # the left eye sits left of centre
-        grid, (top, bottom, x0, x1) = _vr180_grid(size, height / width, screen, sign, str(left.device))
+        grid, (top, bottom, x0, x1) = _vr180_grid(size, height / (width * sample_aspect), screen, sign,
+                                                  str(left.device))
         if grid is None:
             continue
         for batch_slice in frame_batches(frames, batch):

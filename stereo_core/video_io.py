@@ -4,7 +4,9 @@ Reading: `probe_video` learns a file's frame count, timestamps and orientation w
 decoding it; a `FrameReader` then decodes any range of frames (seeking when it jumps), as
 8-bit [n, H, W, 3] tensors turned upright. Writing: `SegmentWriter` encodes consecutive
 frames into an H.264 piece; `join_segments` copies pieces (no re-encoding) into the final
-container with the source's audio. Every file is written under a temporary name and renamed
+container with the source's other streams, as `plan_streams` decided before any work: every audio,
+subtitle and data stream copied with its delay and first packet (so it decodes to the same samples
+at the same times), or converted where the container cannot hold it. Every file is written under a temporary name and renamed
 when complete, so an interruption never leaves a truncated file under a final name.
 `read_video` / `write_video` are the whole-clip forms (float frames [T, H, W, 3] in 0..1).
 """
@@ -12,6 +14,7 @@ when complete, so an interruption never leaves a truncated file under a final na
 from __future__ import annotations
 
 import heapq
+import io
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,8 +30,8 @@ from .frames import DEFAULT_BATCH_FRAMES, check_clip, frame_batches
 
 # Output containers by file extension (PyAV format names).
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-# Audio codecs an mp4/mov file can hold as they are (copied, not re-encoded); Matroska holds any.
-_MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+# What an audio stream the output's container cannot hold is converted to (its delay compensated).
+CONVERTED_AUDIO = "aac"
 # Pieces encoded in different processes (before and after a resume, on other machines) must be
 # identical. x264's output depends on its thread count, so it is fixed; and its macroblock tree reads
 # memory it never wrote on small frames (the same frames gave different bitstreams from run to run),
@@ -67,6 +70,7 @@ class VideoInfo:
     time_base: Fraction
     timestamps: tuple[int, ...] | None  # presentation time of each frame (time_base units), if the file has them
     audio_codec: str | None
+    sample_aspect: Fraction = Fraction(1)  # width of a stored pixel over its height, as the file asks to show it
 
     @property
     def variable_rate(self) -> bool:
@@ -126,6 +130,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         audio = container.streams.audio[0].codec_context.codec.canonical_name if container.streams.audio else None
         time_base = stream.time_base or Fraction(1, 90000)
         fps = stream.average_rate or stream.guessed_rate or Fraction(30)
+        sample_aspect = _sample_aspect(stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio)
     first = _first_frame(path)
     if first is None:
         raise StereoInputError(f"'{path}' has no frames that could be decoded.")
@@ -133,10 +138,19 @@ def probe_video(path: str | Path) -> VideoInfo:
     width, height = first.width, first.height
     if rotation in (90, 270):
         width, height = height, width
+        sample_aspect = 1 / sample_aspect
     timestamps = tuple(sorted(stamps)) if complete and stamps else None
     return VideoInfo(path=path, frames=len(stamps), declared_frames=declared, width=width, height=height,
                      rotation=rotation, fps=Fraction(fps), time_base=Fraction(time_base), timestamps=timestamps,
-                     audio_codec=audio)
+                     audio_codec=audio, sample_aspect=sample_aspect)
+
+
+def _sample_aspect(value) -> Fraction:
+    """A frame's sample aspect ratio as a Fraction; 1 where the file does not say (0/0, 0/1, None)."""
+    if value is None:
+        return Fraction(1)
+    value = Fraction(value)
+    return value if value > 0 else Fraction(1)
 
 
 def _first_frame(path: Path):
@@ -279,7 +293,8 @@ class SegmentWriter:
     """
 
     def __init__(self, path: Path, width: int, height: int, time_base: Fraction, crf: int = DEFAULT_CRF,
-                 rate: Fraction | None = None):
+                 rate: Fraction | None = None, sample_aspect: Fraction = Fraction(1)):
+        """sample_aspect: how wide a pixel is shown (over its height), written into the stream where not 1."""
         av = _av()
         self.path = Path(path)
         self._partial = partial_path(self.path)
@@ -291,6 +306,8 @@ class SegmentWriter:
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         stream.options = {"crf": str(crf), **ENCODER_OPTIONS}
+        if sample_aspect != 1:
+            stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect)
         self._stream = stream
         self._first: Fraction | None = None
 
@@ -326,51 +343,198 @@ class Segment:
     start: Fraction  # when its first frame is shown in the output (seconds)
 
 
-def _audio_packets(av, output, source: Path, fmt: str, start: Fraction, end: Fraction):
-    """An output audio stream for `source`'s audio between `start` and `end` (seconds of its video), and an
-    iterator over its packets: copied where the container can hold the codec, else re-encoded to AAC.
-    (None, ()) when the source has no audio."""
+@dataclass(frozen=True)
+class StreamChoice:
+    """One stream of the source that goes into an output besides the video."""
+
+    index: int  # the stream's index in the source file
+    kind: str  # "audio", "subtitle" or "data"
+    convert_to: str | None = None  # None: copied as it is; else the encoder it is converted with
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What an output carries of its source's streams other than the video, decided before any work."""
+
+    source: Path
+    streams: tuple[StreamChoice, ...]
+    notices: tuple[str, ...]  # one line each for what is converted or left out
+
+
+# The stream metadata an output keeps: the track's language and its title (which MP4/MOV read back as 'name').
+_KEPT_TAGS = {"language": ("language",), "title": ("title", "name")}
+
+
+def _describe(stream) -> str:
+    codec = stream.codec_context.name if stream.codec_context is not None else "data"
+    language = stream.metadata.get("language")
+    return f"{stream.type} stream {stream.index} ({codec}{', ' + language if language and language != 'und' else ''})"
+
+
+def _container_holds(av, fmt: str, stream) -> bool:
+    """Whether the muxer for `fmt` takes `stream` as it is: asked of the muxer itself, by writing a header. PCM in
+    MP4 (which FFmpeg 8 writes) is refused: few players play it; MOV and Matroska hold it."""
+    if fmt == "mp4" and stream.type == "audio" and stream.codec_context.name.startswith("pcm_"):
+        return False
+    probe = av.open(io.BytesIO(), mode="w", format=fmt)
+    try:
+        probe.add_stream_from_template(stream)
+        probe.start_encoding()
+        return True
+    except (ValueError, TypeError, NotImplementedError, av.error.FFmpegError):
+        return False
+    finally:
+        try:
+            probe.close()
+        except av.error.FFmpegError:  # a trailer with no packets; only the header was the question
+            pass
+
+
+def plan_streams(source: str | Path, output: str | Path, notify: Callable[[str], None] | None = None) -> StreamPlan:
+    """Which of `source`'s streams besides its (first) video go into `output`, and how: every audio, subtitle
+    and data stream is copied where `output`'s container holds it as it is; audio it cannot hold is converted
+    (to AAC, in sync); anything else is left out. Each conversion and omission is named in a notice (one line,
+    also given to `notify`)."""
+    av = _av()
+    source = Path(source)
+    fmt = container_format(output)
+    streams, notices = [], []
+    with _open(source) as container:
+        video = container.streams.video[0]
+        for stream in container.streams:
+            if stream.index == video.index:
+                continue
+            kind = stream.type if stream.type in ("audio", "subtitle", "data") else None
+            if kind is not None and _container_holds(av, fmt, stream):
+                streams.append(StreamChoice(stream.index, kind))
+            elif kind == "audio":
+                streams.append(StreamChoice(stream.index, kind, CONVERTED_AUDIO))
+                notices.append(f"{Path(output).name}: the {_describe(stream)} of '{source.name}' cannot go into a "
+                               f"{Path(output).suffix} file as it is; it is converted to {CONVERTED_AUDIO.upper()}, "
+                               f"in sync (a .mkv output keeps it exactly).")
+            else:
+                notices.append(f"{Path(output).name}: the {_describe(stream)} of '{source.name}' is left out (a "
+                               f"{Path(output).suffix} file cannot hold it{'; a .mkv can' if kind else ''}).")
+    for notice in notices if notify is not None else ():
+        notify(notice)
+    return StreamPlan(source, tuple(streams), tuple(notices))
+
+
+def _stream_packets(av, output, source: Path, choice: StreamChoice, start: Fraction, end: Fraction):
+    """An output stream for one of `source`'s streams over `start`..`end` (seconds of its video) and an iterator
+    over its packets in output time (0 = the source's video at `start`)."""
     container = av.open(str(source))
-    if not container.streams.audio:
-        container.close()
-        return None, ()
-    audio = container.streams.audio[0]
+    stream = container.streams[choice.index]
     video = container.streams.video[0]
     offset = Fraction(video.start_time or 0) * (video.time_base or 1) + start
     stop = offset + (end - start)
-    if fmt == "matroska" or audio.codec_context.codec.canonical_name in _MP4_AUDIO:
-        stream = output.add_stream_from_template(audio)
+    if choice.convert_to is None:
+        target = output.add_stream_from_template(stream)
+        packets = _copied(container, stream, target, offset, stop)
+    else:
+        rate = stream.rate
+        rates = av.Codec(choice.convert_to, "w").audio_rates
+        if rates and rate not in rates:
+            rate = 48000
+        target = output.add_stream(choice.convert_to, rate=rate)
+        target.layout = stream.layout
+        target.time_base = Fraction(1, rate)
+        packets = _converted(av, container, stream, target, offset, stop)
+    for key, names in _KEPT_TAGS.items():
+        value = next((stream.metadata[name] for name in names if stream.metadata.get(name)), None)
+        if value is not None:
+            target.metadata[key] = value
+    if hasattr(stream, "disposition"):  # PyAV 15+
+        target.disposition = stream.disposition
+    return target, packets
 
-        def copied():
-            with container:
-                shift = round(offset / audio.time_base)
-                for packet in container.demux(audio):
-                    if packet.dts is None or packet.pts is None:
-                        continue
-                    time = packet.pts * audio.time_base
-                    if time >= stop:
-                        break
-                    if time + (packet.duration or 0) * audio.time_base <= offset:
-                        continue
-                    packet.pts -= shift
-                    packet.dts -= shift
-                    packet.stream = stream
-                    yield packet
-        return stream, copied()
 
-    stream = output.add_stream("aac", rate=audio.rate)
+def _copied(container, stream, target, offset: Fraction, stop: Fraction):
+    """The packets of `stream` shown between `offset` and `stop`, and the one before the first of them: it holds
+    the codec's priming (an encoder delay, an MDCT overlap), which the output's first samples decode from. It
+    lands before time 0, where the output's edit list (MP4/MOV) or timestamps (Matroska) skip it, as the
+    source's did."""
+    with container:
+        for kept in _packets_in(container, stream, offset, stop):
+            kept.stream = target
+            yield kept
 
-    def encoded():
-        with container:
-            for frame in container.decode(audio):
-                if frame.time is None or frame.time < offset:
-                    continue
-                if frame.time >= stop:
-                    break
-                frame.pts = None
-                yield from stream.encode(frame)
-            yield from stream.encode(None)
-    return stream, encoded()
+
+def _packets_in(container, stream, offset: Fraction, stop: Fraction):
+    """`stream`'s packets shown between `offset` and `stop` and the one before them, timed from `offset`. Audio
+    timed coarser than its samples (Matroska's milliseconds) is timed again to the sample: from its codec delay,
+    by whole packets."""
+    rate = stream.rate if stream.type == "audio" else None
+    retime = bool(rate) and stream.time_base > Fraction(1, rate)
+    frame_size = stream.codec_context.frame_size if retime else 0
+    sample = None  # the next packet's first sample, when retimed
+    previous = None
+    for packet in container.demux(stream):
+        if packet.dts is None or packet.pts is None:
+            continue
+        duration = (packet.duration or 0) * stream.time_base
+        if retime:
+            if sample is None:
+                delay = stream.codec_context.delay
+                sample = -delay if delay else round(packet.pts * stream.time_base * rate)
+            time = Fraction(sample, rate)
+            length = frame_size or round(duration * rate)
+            packet.time_base = Fraction(1, rate)
+            packet.pts = packet.dts = sample
+            packet.duration = length
+            sample += length
+            duration = Fraction(length, rate)
+        else:
+            time = packet.pts * stream.time_base
+        if time >= stop:
+            break
+        if time + duration <= offset:
+            previous = packet
+            continue
+        for kept in (previous, packet):
+            if kept is not None:
+                shift = round(offset / kept.time_base)
+                kept.pts -= shift
+                kept.dts -= shift
+                yield kept
+        previous = None
+
+
+def _converted(av, container, stream, target, offset: Fraction, stop: Fraction):
+    """`stream` decoded between `offset` and `stop` (cut to the sample) and encoded for `target`. Frames carry
+    their times, so the encoder's delay goes before time 0 (its priming packet), where the edit list (MP4/MOV)
+    or the codec delay (Matroska) skips it: the converted audio stays in sync."""
+    with container:
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            if frame.pts * frame.time_base >= stop:
+                break
+            frame = _cut(av, frame, offset, stop)
+            if frame is not None:
+                yield from target.encode(frame)
+        yield from target.encode(None)
+
+
+def _cut(av, frame, offset: Fraction, stop: Fraction):
+    """`frame`'s samples between `offset` and `stop` (seconds), timed from `offset` in 1/rate; None if none."""
+    rate = frame.sample_rate
+    first = round((frame.pts * frame.time_base - offset) * rate)  # the frame's first sample, from offset
+    last = round((stop - offset) * rate)
+    begin, end = max(0, -first), min(frame.samples, last - first)
+    if end <= begin:
+        return None
+    if (begin, end) != (0, frame.samples):
+        samples = frame.to_ndarray()
+        kept = samples[:, begin:end] if frame.format.is_planar else \
+            samples.reshape(-1, len(frame.layout.channels))[begin:end].reshape(1, -1)
+        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(kept), format=frame.format.name,
+                                         layout=frame.layout.name)
+        cut.sample_rate = rate
+        frame = cut
+    frame.pts = first + begin
+    frame.time_base = Fraction(1, rate)
+    return frame
 
 
 def _time(packet) -> Fraction:
@@ -379,11 +543,12 @@ def _time(packet) -> Fraction:
 
 def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | None = None,
                   audio_range: tuple[Fraction, Fraction] | None = None,
-                  finish: Callable[[Path], None] | None = None, stream_metadata: dict | None = None) -> Path:
-    """Copy H.264 pieces (no re-encoding) into one file at `path`, with the audio of `audio_from` over
-    `audio_range` (seconds of its video), interleaved by time. `stream_metadata` goes into the video stream's
-    tags; `finish(partial)` may rewrite the complete file before it is renamed into place (e.g. to add
-    stereo metadata)."""
+                  finish: Callable[[Path], None] | None = None, stream_metadata: dict | None = None,
+                  streams: StreamPlan | None = None) -> Path:
+    """Copy H.264 pieces (no re-encoding) into one file at `path`, with the audio (and subtitle and data) streams
+    of `audio_from` over `audio_range` (seconds of its video), interleaved by time, as `streams` (plan_streams,
+    made here where not given) says. `stream_metadata` goes into the video stream's tags; `finish(partial)` may
+    rewrite the complete file before it is renamed into place (e.g. to add stereo metadata)."""
     av = _av()
     path = Path(path)
     fmt = container_format(path)
@@ -394,8 +559,10 @@ def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | No
             with av.open(str(segments[0].path)) as first:
                 video = output.add_stream_from_template(first.streams.video[0])
             video.metadata.update(stream_metadata or {})
-            audio, audio_packets = (None, ()) if audio_from is None else \
-                _audio_packets(av, output, Path(audio_from), fmt, *audio_range)
+            if audio_from is not None and streams is None:
+                streams = plan_streams(audio_from, path)
+            others = [] if audio_from is None else \
+                [_stream_packets(av, output, Path(audio_from), choice, *audio_range)[1] for choice in streams.streams]
 
             def video_packets():
                 last_dts = None
@@ -417,7 +584,7 @@ def join_segments(path: Path, segments: Sequence[Segment], audio_from: Path | No
                             packet.stream = video
                             yield packet
 
-            for packet in heapq.merge(video_packets(), audio_packets, key=_time):
+            for packet in heapq.merge(video_packets(), *others, key=_time):
                 output.mux(packet)
         if finish is not None:
             finish(partial)

@@ -43,9 +43,11 @@ from ..video_io import (
     FrameReader,
     Segment,
     SegmentWriter,
+    StreamPlan,
     VideoInfo,
     container_format,
     join_segments,
+    plan_streams,
     probe_video,
     to_bytes,
 )
@@ -181,6 +183,7 @@ class Plan:
     start: int
     stop: int
     origin: int | None = None  # the frame shown at the output's time 0, when this run is a part of it
+    streams: dict[str, StreamPlan] = field(default_factory=dict)  # the source's audio etc. per output kind
 
     @property
     def frames(self) -> int:
@@ -226,7 +229,8 @@ def plan_conversion(job: ConversionJob, settings: ConversionSettings, start: int
                 f"--max-frames to convert only the start.")
     if info.variable_rate:
         log.info("'%s' has a variable frame rate; every frame keeps its own timestamp.", job.source)
-    return Plan(job=job, settings=settings, info=info, depth_info=depth_info, start=start, stop=stop)
+    streams = {kind: plan_streams(job.source, path, log.info) for kind, path in job.outputs.items() if kind != "depth"}
+    return Plan(job=job, settings=settings, info=info, depth_info=depth_info, start=start, stop=stop, streams=streams)
 
 
 # --- stage keys: what each stage's result depends on -----------------------------------------------
@@ -286,8 +290,12 @@ class _Outputs:
         sizes = {"stereo": stereo_frame_size(output.layout, height, width, output.screen),
                  "anaglyph": (height, width), "depth": (height, width)}
         time_base = _time_base(plan.info)
+        # Every output is shown with the source's pixel shape; a VR180 frame's pixels are square (its sphere).
+        aspect = {kind: 1 if kind == "stereo" and output.layout == "vr180" else plan.info.sample_aspect
+                  for kind in OUTPUT_KINDS}
         self.writers = {kind: SegmentWriter(store.path(segment_name(kind, piece.index)), sizes[kind][1],
-                                            sizes[kind][0], time_base, output.crf, rate=plan.info.fps)
+                                            sizes[kind][0], time_base, output.crf, rate=plan.info.fps,
+                                            sample_aspect=aspect[kind])
                         for kind in plan.job.outputs}
 
     def write(self, first: int, left: torch.Tensor, right: torch.Tensor, depth: torch.Tensor | None) -> None:
@@ -299,7 +307,7 @@ class _Outputs:
             times = [plan.time_of(frame) for frame in frames]
             pictures = {
                 "stereo": lambda: compose_stereo(left[part], right[part], output.layout, swap=output.swap_eyes,
-                                                 screen=output.screen),
+                                                 screen=output.screen, sample_aspect=plan.info.sample_aspect),
                 "anaglyph": lambda: anaglyph(left[part], right[part], output.anaglyph),
                 "depth": lambda: depth[part].clamp(0, 1).unsqueeze(-1).expand(-1, -1, -1, 3),
             }
@@ -594,7 +602,7 @@ def finish_outputs(plan: Plan, segments: dict[str, list[Segment]]) -> None:
         tagged = kind == "stereo" and metadata is not None
         matroska = container_format(path) == "matroska"
         join_segments(path, segments[kind], audio_from=None if kind == "depth" else plan.info.path,
-                      audio_range=audio_range,
+                      audio_range=audio_range, streams=plan.streams.get(kind),
                       stream_metadata=_matroska_stereo_mode(metadata) if tagged and matroska else None,
                       finish=(lambda partial: write_spatial_metadata(partial, metadata)) if tagged and not matroska
                       else None)
