@@ -101,3 +101,31 @@ def test_the_graph_is_read_from_the_source():
 
 def test_stereo_core_has_no_import_cycle():
     assert find_cycle(import_graph()) is None
+
+
+# --- the engine's seams ------------------------------------------------------------------------------------
+
+SOURCES = sorted(PACKAGE.rglob("*.py")) + sorted((PACKAGE.parent / "nodes").glob("*.py"))
+
+
+def test_the_nodes_import_only_the_engines_entry_points():
+    inside = []
+    for path in sorted((PACKAGE.parent / "nodes").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stereo_core.engine."):
+                inside.append(f"{path.name}: from {node.module}")
+    assert not inside
+
+
+def test_no_branch_on_the_kind_of_depth_and_no_subclass_of_conversion():
+    import re
+
+    branches, subclasses = [], []
+    for path in SOURCES:
+        text = path.read_text()
+        branches += [f"{path.name}: {line.strip()}" for line in text.splitlines()
+                     if re.search(r"depth_video is None|depth_info is not None", line)]
+        subclasses += [f"{path.name}: {node.name}" for node in ast.walk(ast.parse(text))
+                       if isinstance(node, ast.ClassDef) and any(ast.unparse(base).split(".")[-1] == "Conversion"
+                                                                 for base in node.bases)]
+    assert not branches and not subclasses, (branches, subclasses)

@@ -9,10 +9,12 @@ The command line, the ComfyUI "Stereo Convert Video" node and distributed worker
 """
 
 from .pipeline import (
+    OPTION_NAMES,
     OUTPUT_KINDS,
     STREAM_COLOR_MODES,
     Conversion,
     ConversionJob,
+    ConversionResult,
     ConversionSettings,
     LoadedModels,
     Models,
@@ -22,8 +24,12 @@ from .pipeline import (
     convert,
     finish_outputs,
     plan_conversion,
+    work_key,
 )
+from .sources import DEFAULT_DEPTH_MODEL, DEPTH_MODELS, DepthSource, depth_model, register_depth_model
 from .store import WorkStore
 
-__all__ = ["OUTPUT_KINDS", "STREAM_COLOR_MODES", "Conversion", "ConversionJob", "ConversionSettings", "LoadedModels", "Models",
-           "OutputSettings", "Plan", "Reporter", "WorkStore", "convert", "finish_outputs", "plan_conversion"]
+__all__ = ["DEFAULT_DEPTH_MODEL", "DEPTH_MODELS", "OPTION_NAMES", "OUTPUT_KINDS", "STREAM_COLOR_MODES", "Conversion",
+           "ConversionJob", "ConversionResult", "ConversionSettings", "DepthSource", "LoadedModels", "Models",
+           "OutputSettings", "Plan", "Reporter", "WorkStore", "convert", "depth_model", "finish_outputs",
+           "plan_conversion", "register_depth_model", "work_key"]
