@@ -1,6 +1,8 @@
 """The depth seam: sources chosen once by the plan, a new depth model plugged in by registering it, and
 resuming without loading what a finished stage needed."""
 
+import shutil
+
 import pytest
 import torch
 from synthetic_video import make_video
@@ -12,9 +14,11 @@ from stereo_core.engine import (
     ConversionJob,
     ConversionSettings,
     DepthSource,
+    DepthStream,
     LoadedModels,
     OutputSettings,
     Reporter,
+    StreamedDepthSource,
     convert,
     plan_conversion,
     register_depth_model,
@@ -165,3 +169,102 @@ def test_an_unavailable_depth_model_says_why(ramp_model, monkeypatch):
     monkeypatch.setattr(RampSource, "unavailable", classmethod(lambda cls: "it needs the package 'ramps'."))
     with pytest.raises(StereoInputError, match="The depth model 'test-ramp' cannot run here: it needs the package"):
         ConversionSettings(depth_model=ramp_model).check()
+
+
+# --- a streaming depth model (as Video Depth Anything and Depth Anything V2 plug in) ---------------------
+
+
+class LaggedMeanStream(DepthStream):
+    """A toy streaming model: a frame's depth is an exponential average of the grey pictures so far, given
+    out two frames late (as a windowed model holds back the frames its next window blends)."""
+
+    def __init__(self):
+        self.average, self.held = None, torch.empty(0, 12, 16)
+
+    def feed(self, frames):
+        grey = torch.nn.functional.interpolate(frames.mean(-1, keepdim=True).permute(0, 3, 1, 2), size=(12, 16),
+                                               mode="area")[:, 0]
+        out = []
+        for frame in grey:
+            self.average = frame if self.average is None else 0.5 * self.average + 0.5 * frame
+            out.append(self.average)
+        self.held = torch.cat([self.held, torch.stack(out)])
+        ready, self.held = self.held[:-2], self.held[-2:]
+        return ready
+
+    def finish(self):
+        return self.held
+
+    def state(self):
+        return {"held": self.held, "average": self.average}
+
+    def restore(self, state):
+        self.held, self.average = state["held"], state["average"]
+
+
+class LaggedMeanSource(StreamedDepthSource):
+    name = "test-lagged-mean"
+    runs = []  # one entry per stream started (a model load, for a real model)
+
+    def identity(self, plan, models):
+        return ["lagged-mean", 1]
+
+    def stream(self, plan, models):
+        self.runs.append(plan.start)
+        return LaggedMeanStream()
+
+
+@pytest.fixture
+def streamed_model(monkeypatch):
+    monkeypatch.setattr(engine_depth, "PIECE_FRAMES", 3)  # pieces of 3, 3 and 2 frames
+    register_depth_model(LaggedMeanSource)
+    LaggedMeanSource.runs.clear()
+    yield LaggedMeanSource.name
+    del DEPTH_MODELS[LaggedMeanSource.name]
+
+
+def test_a_streamed_depth_model_is_kept_per_piece_and_read_back_as_the_whole_clip_run(source, tmp_path,
+                                                                                      streamed_model):
+    from stereo_core.engine.depth import StreamedDepthFrames
+    from stereo_core.engine.store import StageStore
+    from stereo_core.video_io import FrameReader, probe_video, read_video
+
+    whole = LaggedMeanStream()
+    raw = torch.cat([whole.feed(read_video(source).frames), whole.finish()])
+    expected = (raw - raw.min()) / (raw.max() - raw.min())
+    with FrameReader(probe_video(source)) as reader:
+        depth = StreamedDepthFrames(LaggedMeanStream, reader, 0, FRAMES, StageStore(tmp_path / "depth"),
+                                    Reporter().bar, print)
+        assert sorted(path.name for path in (tmp_path / "depth").iterdir()) == [
+            "raw-0000000.safetensors", "raw-0000003.safetensors", "raw-0000006.safetensors"]
+        torch.testing.assert_close(depth.read(0, FRAMES), expected, rtol=0, atol=1e-6)
+        torch.testing.assert_close(depth.read(2, 5), expected[2:5], rtol=0, atol=1e-6)  # across pieces
+        torch.testing.assert_close(depth.stats.high, expected.flatten(1).amax(1), rtol=0, atol=1e-6)
+
+
+def test_a_streamed_depth_model_resumes_to_the_same_video_and_a_finished_one_is_not_run(source, tmp_path,
+                                                                                         streamed_model, encoded):
+    settings = ConversionSettings(depth_model=streamed_model, inpaint=None)
+    job = ConversionJob(source=source, outputs={"stereo": tmp_path / "a.mp4", "depth": tmp_path / "d.mp4"},
+                        work_dir=tmp_path / "work", keep_work=True)
+    plan = plan_conversion(job, settings)
+    assert plan.stages == ("depth: estimate", "stereo: warp, inpaint, encode")
+    convert(job, settings, LoadedModels({}))
+    uninterrupted = {kind: joined(encoded, kind) for kind in ("stereo", "depth")}
+    (depth_folder,) = (tmp_path / "work").glob("depth-*")
+
+    def again():
+        for path in (tmp_path / "a.mp4", tmp_path / "d.mp4"):
+            path.unlink()
+        shutil.rmtree(next((tmp_path / "work").glob("encode-*")))  # the encoded pieces read the depth again
+        encoded.clear()
+        reporter = Notices()
+        convert(job, settings, LoadedModels({}), reporter=reporter)
+        assert all(torch.equal(joined(encoded, kind), frames) for kind, frames in uninterrupted.items())
+        return reporter.notices
+
+    (depth_folder / "raw-0000006.safetensors").unlink()  # killed during the last piece
+    assert "depth: estimation resumes at frame 6" in again()
+    assert len(LaggedMeanSource.runs) == 2
+    again()
+    assert len(LaggedMeanSource.runs) == 2, "finished depth starts no model"

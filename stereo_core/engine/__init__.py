@@ -26,10 +26,18 @@ from .pipeline import (
     plan_conversion,
     work_key,
 )
-from .sources import DEFAULT_DEPTH_MODEL, DEPTH_MODELS, DepthSource, depth_model, register_depth_model
+from .sources import (
+    DEFAULT_DEPTH_MODEL,
+    DEPTH_MODELS,
+    DepthSource,
+    DepthStream,
+    StreamedDepthSource,
+    depth_model,
+    register_depth_model,
+)
 from .store import WorkStore
 
 __all__ = ["DEFAULT_DEPTH_MODEL", "DEPTH_MODELS", "OPTION_NAMES", "OUTPUT_KINDS", "STREAM_COLOR_MODES", "Conversion",
-           "ConversionJob", "ConversionResult", "ConversionSettings", "DepthSource", "LoadedModels", "Models",
+           "ConversionJob", "ConversionResult", "ConversionSettings", "DepthSource", "DepthStream", "LoadedModels", "Models",
            "OutputSettings", "Plan", "Reporter", "WorkStore", "convert", "depth_model", "finish_outputs",
-           "plan_conversion", "register_depth_model", "work_key"]
+           "plan_conversion", "register_depth_model", "StreamedDepthSource", "work_key"]

@@ -309,3 +309,101 @@ class DepthCrafterFrames(DepthFrames):
         return normalize_depth(torch.cat(out), self.low, self.high)
 
 
+
+
+# --- depth models that stream: frames in, raw depth out, a carry state between feeds ----------------------
+
+DEPTH_ESTIMATE = "depth: estimate"
+
+
+class DepthStream:
+    """One clip's run of a streaming depth model (what a depth model's library module gives the engine).
+
+    Frames go in in order, a piece at a time; raw depth comes out in order (larger = nearer, any scale:
+    the engine min-max normalises it over the clip or scene), possibly later than its frames went in (a
+    windowed model holds back the frames its next window still blends). Between feeds everything the
+    run carries is `state()`: tensors the engine keeps with each piece, so a killed run continues from
+    `restore(state)` to the same numbers."""
+
+    def feed(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [n, H, W, 3] (0..1, the clip's next ones) in; the raw depth [m, h, w] of the next m frames
+        that are finished out (m may be 0)."""
+        raise NotImplementedError
+
+    def finish(self) -> torch.Tensor:
+        """The raw depth of the frames still held back, at the clip's end."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+
+class StreamedDepthFrames(DepthFrames):
+    """A streaming depth model's depth of a run's frames, kept in the stage store as raw float32 depth, one
+    file per piece of PIECE_FRAMES input frames with the stream's state after it; later stages read the
+    depth back from the store (normalised with the run's extremes), in a resumed run as in an
+    uninterrupted one."""
+
+    def __init__(self, stream: Callable[[], DepthStream], video: FrameReader, start: int, stop: int,
+                 store: StageStore, progress, log_resume: Callable[[str], None]):
+        """`stream` starts the model's run when called: only a piece that is really computed loads the model."""
+        self.store, self.start, self.frames = store, start, stop - start
+        self.pieces = list(chunks(self.frames, PIECE_FRAMES))
+        self._cache: tuple[int, torch.Tensor] | None = None
+        with torch.no_grad():
+            self._estimate(stream, video, progress, log_resume)
+        records = [self.store.require_tensors(self._name(piece))[1] for piece in self.pieces]
+        self._spans = [(record["first"], record["first"] + record["count"]) for record in records]
+        raw = DepthStats.join([DepthStats(**{name: torch.tensor(record[name]) for name in DepthStats.FIELDS})
+                               for record in records if record["count"]])
+        if raw.low.shape[0] != self.frames:
+            raise StereoInputError(f"The depth model gave {raw.low.shape[0]} depth frames for {self.frames} frames.")
+        self.low, self.high = float(raw.low.min()), float(raw.high.max())
+        self.stats = raw.map(lambda values: normalize_depth(values, self.low, self.high))
+
+    def _name(self, piece: slice) -> str:
+        return f"raw-{piece.start:07d}.safetensors"
+
+    def _estimate(self, stream_of, video: FrameReader, progress, log_resume) -> None:
+        done = 0
+        while done < len(self.pieces) and self.store.has(self._name(self.pieces[done])):
+            done += 1
+        if done == len(self.pieces):
+            return
+        stream = stream_of()
+        first = 0
+        if done:
+            log_resume(f"depth: estimation resumes at frame {self.start + self.pieces[done].start}")
+            tensors, record = self.store.require_tensors(self._name(self.pieces[done - 1]))
+            stream.restore({key[len("state."):]: value for key, value in tensors.items() if key.startswith("state.")})
+            first = record["first"] + record["count"]
+        with progress(DEPTH_ESTIMATE, self.frames) as bar:
+            bar(self.pieces[done].start, self.frames)
+            for index in range(done, len(self.pieces)):
+                piece = self.pieces[index]
+                frames = video.read(self.start + piece.start, self.start + piece.stop).float().div_(255.0)
+                depth = stream.feed(frames)
+                if index == len(self.pieces) - 1:
+                    depth = torch.cat([depth, stream.finish()])
+                depth = depth.float()
+                stats = DepthStats.of_frames(depth).tensors() if depth.shape[0] else {}
+                # The piece's depth, its statistics and the state after it: one file, so all or none exist.
+                self.store.save_tensors(self._name(piece), {
+                    "depth": depth, **{f"state.{key}": value for key, value in stream.state().items()}}, {
+                    "first": first, "count": depth.shape[0], **{key: value.tolist() for key, value in stats.items()}})
+                first += depth.shape[0]
+                bar(piece.stop, self.frames)
+
+    def _piece_depth(self, index: int) -> torch.Tensor:
+        if self._cache is None or self._cache[0] != index:
+            self._cache = (index, self.store.require_tensors(self._name(self.pieces[index]))[0]["depth"])
+        return self._cache[1]
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Normalised depth (1 = nearest) of frames [start, stop), from the kept pieces."""
+        out = [self._piece_depth(index)[max(start, first) - first:min(stop, last) - first]
+               for index, (first, last) in enumerate(self._spans) if first < stop and last > start]
+        return normalize_depth(torch.cat(out).clone(), self.low, self.high)

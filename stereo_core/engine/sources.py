@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING
 from .. import model_files
 from ..errors import StereoInputError
 from ..video_io import FrameReader, VideoInfo, probe_video
-from .depth import DEPTH_DECODE, DEPTH_ENCODE, DEPTH_STATISTICS, DEPTH_WINDOWS, DepthCrafterFrames, DepthFrames
-from .depth import DepthVideoFrames
+from .depth import DEPTH_DECODE, DEPTH_ENCODE, DEPTH_ESTIMATE, DEPTH_STATISTICS, DEPTH_WINDOWS, DepthCrafterFrames
+from .depth import DepthFrames, DepthStream, DepthVideoFrames, StreamedDepthFrames
 from .store import WorkStore, settings_key, source_identity
 
 if TYPE_CHECKING:  # the pipeline imports this module
@@ -150,5 +150,32 @@ class DepthCrafterSource(DepthSource):
                                   plan.start, plan.stop, stage, plan.settings.seed, reporter.bar, reporter.notice)
 
 
-__all__ = ["DEFAULT_DEPTH_MODEL", "DEPTH_MODELS", "DepthCrafterSource", "DepthSource", "DepthVideoSource",
-           "depth_model", "register_depth_model", "run_identity"]
+
+
+class StreamedDepthSource(DepthSource):
+    """A depth model that streams (engine/depth.py: DepthStream): the engine keeps its raw depth per piece
+    with the stream's state, so it resumes where it stopped. A model subclasses this with a `name`, its
+    `model_kinds`, `identity` (what its result depends on besides the frames) and `stream` (its run over
+    the plan's frames), and registers it with @register_depth_model."""
+
+    stages = (DEPTH_ESTIMATE,)
+
+    def identity(self, plan: "Plan", models: "Models") -> list:
+        """Settings and weights the depth depends on, JSON-able (e.g. input size, models.identity(kind))."""
+        raise NotImplementedError
+
+    def stream(self, plan: "Plan", models: "Models") -> DepthStream:
+        """A new run of the model over the plan's frames (loading the model: called only when needed)."""
+        raise NotImplementedError
+
+    def key(self, plan: "Plan", models: "Models") -> str:
+        return settings_key(run_identity(plan), self.name, self.identity(plan, models))
+
+    def open(self, plan, reader, store, models, reporter) -> DepthFrames:
+        stage = store.stage("depth", self.key(plan, models))
+        return StreamedDepthFrames(lambda: self.stream(plan, models), reader, plan.start, plan.stop, stage,
+                                   reporter.bar, reporter.notice)
+
+
+__all__ = ["DEFAULT_DEPTH_MODEL", "DEPTH_MODELS", "DepthCrafterSource", "DepthSource", "DepthStream", "DepthVideoSource",
+           "StreamedDepthSource", "depth_model", "register_depth_model", "run_identity"]
