@@ -268,3 +268,21 @@ def test_a_streamed_depth_model_resumes_to_the_same_video_and_a_finished_one_is_
     assert len(LaggedMeanSource.runs) == 2
     again()
     assert len(LaggedMeanSource.runs) == 2, "finished depth starts no model"
+
+
+def test_engine_messages_name_options_in_the_faces_words(source, tmp_path):
+    from stereo_core.engine import WorkStore
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(StereoInputError, match="Choose a writable place with ComfyUI's --output-directory"):
+        WorkStore(blocker / "work", "ComfyUI's --output-directory").create()
+    job = ConversionJob(source=source, outputs={"stereo": tmp_path / "a.mp4"}, work_dir=tmp_path / "w",
+                        depth_video=source, option_names={"max_frames": "'max_frames'"})
+    long = make_video(tmp_path / "long.mp4", frames=FRAMES + 2, width=WIDTH, height=HEIGHT)
+    job.depth_video = long
+    with pytest.raises(StereoInputError, match="or 'max_frames' to convert only the start"):
+        plan_conversion(job, ConversionSettings(inpaint=None))
+    job.option_names = {}
+    with pytest.raises(StereoInputError, match="or --max-frames to convert only the start"):
+        plan_conversion(job, ConversionSettings(inpaint=None))
