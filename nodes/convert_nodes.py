@@ -25,10 +25,9 @@ from ..stereo_core.engine import (
     OutputSettings,
     Reporter,
     convert,
+    plan_conversion,
+    work_key,
 )
-from ..stereo_core.engine.depth import DEPTH_DECODE, DEPTH_ENCODE, DEPTH_STATISTICS, DEPTH_WINDOWS
-from ..stereo_core.engine.pipeline import STEREO
-from ..stereo_core.engine.store import settings_key, source_identity
 from ..stereo_core.errors import StereoInputError
 from ..stereo_core.inpainting import InpaintSettings
 from ..stereo_core.layouts import VirtualScreen
@@ -68,9 +67,13 @@ INPAINT_SETTINGS = {
     "keep_unmasked": ("keep_unmasked", "keep_unmasked"),
 }
 
-# The engine's progress stages in the order they run (a stage it adds later still counts, at the end).
-STAGES_WITH_DEPTH_VIDEO = (DEPTH_STATISTICS, STEREO)
-STAGES_WITH_DEPTHCRAFTER = (DEPTH_ENCODE, DEPTH_WINDOWS, DEPTH_DECODE, STEREO)
+# How the engine's messages name options to a user of this node.
+OPTION_NAMES = {"max_frames": "'max_frames'", "work_dir": "ComfyUI's --output-directory"}
+# What to connect for each model the engine may need, in this node's words.
+MODEL_INPUTS = {
+    model_files.DEPTHCRAFTER: "Stereo Convert Video needs depth: connect a depth video to 'depth_video', or a "
+                              "DepthCrafter Model Loader to 'depthcrafter_model'.",
+}
 
 # Output slots, for telling whether the anaglyph is wanted downstream.
 ANAGLYPH_SLOTS = (2, 3)
@@ -101,7 +104,8 @@ def _settings(cls, mapping: dict, values: dict):
 
 
 class ComfyReporter(Reporter):
-    """The engine's stages as one ComfyUI progress bar over frames: stage after stage, each `frames` long.
+    """The engine's stages (the plan's, in the order they run) as one ComfyUI progress bar over frames:
+    stage after stage, each `frames` long; a stage not announced still counts, at the end.
 
     Every tick also honours ComfyUI's Cancel (see Progress), between chunks.
     """
@@ -220,9 +224,6 @@ class StereoConvertVideo:
         if anaglyph == "off" and _wired(prompt, unique_id, ANAGLYPH_SLOTS):
             raise StereoInputError("The 'anaglyph' output is connected but 'anaglyph' is off: choose an anaglyph "
                                    "mode (e.g. color), or disconnect that output.")
-        if depth_video is None and depthcrafter_model is None:
-            raise StereoInputError("Stereo Convert Video needs depth: connect a depth video to 'depth_video', or a "
-                                   "DepthCrafter Model Loader to 'depthcrafter_model'.")
         settings = ConversionSettings(
             depth=_settings(DepthCrafterSettings, DEPTH_SETTINGS, values),
             disparity=disparity_settings(**{name: values[name] for name in DISPARITY_INPUTS}),
@@ -233,13 +234,12 @@ class StereoConvertVideo:
             seed=seed,
             auto_convergence=AutoConvergence(strength=auto_convergence) if auto_convergence > 0 else None,
         )
-        settings.check(width=1 << 30)  # the settings alone, before any file is touched
+        settings.check()  # the settings alone, before any file is touched (the frame size comes with the plan)
 
         work_root = work_directory()
         source = video_file(video, "video", work_root / "sources")
-        depth_path = None if depth_video is None else video_file(depth_video, "depth_video", work_root / "sources")
-        if depth_path is not None and depthcrafter_model is not None:
-            log.info("Stereo Convert Video: depth_video given, so DepthCrafter is not run.")
+        depth_path = (video_file(depth_video, "depth_video", work_root / "sources") if depth_video is not None
+                      else None)
 
         folder = output_directory() if save_output else temp_directory()
         target_folder, stem = next_file_stem(folder, filename_prefix)
@@ -250,14 +250,18 @@ class StereoConvertVideo:
 
         # One work folder per input (and frame count): another setting redoes only the stages it changes
         # (a new strength keeps DepthCrafter's work), and a run queued again finds its pieces.
-        inputs = [source_identity(source), depth_path and source_identity(depth_path), max_frames]
-        job = ConversionJob(source=source, outputs=outputs, work_dir=work_root / settings_key(*inputs),
-                            depth_video=depth_path, max_frames=max_frames or None)
-        models = LoadedModels({model_files.DEPTHCRAFTER: None if depth_path else depthcrafter_model,
+        work_dir = work_root / work_key(source, depth_path, max_frames)
+        job = ConversionJob(source=source, outputs=outputs, work_dir=work_dir, depth_video=depth_path,
+                            max_frames=max_frames or None, option_names=OPTION_NAMES)
+        plan = plan_conversion(job, settings)
+        models = LoadedModels({model_files.DEPTHCRAFTER: depthcrafter_model,
                                model_files.STEREOCRAFTER: stereocrafter_model})
-        stages = STAGES_WITH_DEPTH_VIDEO if depth_path else STAGES_WITH_DEPTHCRAFTER
+        models.require(plan.model_kinds, MODEL_INPUTS)
+        for kind in sorted(set(models.models) - set(plan.model_kinds)):
+            log.info("Stereo Convert Video: the connected %s model is not used by this conversion.",
+                     model_files.TITLES[kind])
         log.info("Stereo Convert Video: %s -> %s", source, outputs["stereo"])
-        plan = convert(job, settings, models, device=compute_device(), reporter=ComfyReporter(stages))
+        convert(job, settings, models, device=compute_device(), reporter=ComfyReporter(plan.stages), plan=plan)
         for path in {source, depth_path} - {None}:
             if path.parent == work_root / "sources":  # a copy of an in-memory video, no longer needed
                 path.unlink(missing_ok=True)

@@ -26,6 +26,8 @@ from .convergence import AutoConvergence
 from .depthcrafter import DepthCrafterSettings
 from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
 from .engine import (
+    DEFAULT_DEPTH_MODEL,
+    DEPTH_MODELS,
     STREAM_COLOR_MODES,
     ConversionJob,
     ConversionSettings,
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(each piece starts with a keyframe).")
 
     group = parser.add_argument_group("depth")
+    group.add_argument("--depth-model", choices=sorted(DEPTH_MODELS), default=DEFAULT_DEPTH_MODEL,
+                       help="The model that estimates the depth (not used with --depth-video).")
     group.add_argument("--depth-video", type=Path,
                        help="Use this depth video (grey, white = near, any size) instead of running DepthCrafter. "
                             "With several inputs, a folder holding <input name>_depth.mp4 for each.")
@@ -198,7 +202,7 @@ def check_arguments(args) -> None:
         raise StereoInputError(f"--max-frames must be at least 1, got {args.max_frames}.")
     if args.screen_width < 1:
         raise StereoInputError(f"--screen-width must be a number of pixels, got {args.screen_width}.")
-    settings_of(args).check(width=1 << 30)  # the width-dependent checks run per video, before any model
+    settings_of(args).check()  # what depends on the frame size is checked per video, before any model
     if args.ray is not None and args.ray_workers is not None and args.ray_workers < 1:
         raise StereoInputError(f"--ray-workers must be at least 1, got {args.ray_workers}.")
     scenes = scene_settings_of(args)
@@ -229,8 +233,8 @@ def settings_of(args) -> ConversionSettings:
                             metadata=not args.no_metadata)
     auto = None if args.auto_convergence is None else AutoConvergence(
         strength=args.auto_convergence, smoothing_seconds=args.convergence_smoothing)
-    return ConversionSettings(depth=depth, disparity=disparity, inpaint=inpaint, output=output, seed=args.seed,
-                              auto_convergence=auto)
+    return ConversionSettings(depth_model=args.depth_model, depth=depth, disparity=disparity, inpaint=inpaint,
+                              output=output, seed=args.seed, auto_convergence=auto)
 
 
 # --- jobs: which files go where, checked before any work ---------------------------------------------
@@ -424,21 +428,11 @@ class ConsoleReporter(Reporter):
 # --- the run ------------------------------------------------------------------------------------------
 
 
-def _needed_models(jobs: list[Job], args) -> list[str]:
-    kinds = []
-    if any(job.depth_video is None for job in jobs):
-        kinds.append(model_files.DEPTHCRAFTER)
-    if not args.no_inpaint:
-        kinds.append(model_files.STEREOCRAFTER)
-    return kinds
-
-
 def run(args) -> int:
     check_arguments(args)
     jobs = plan_jobs(args)
     device = pick_device(args.device)
     models = CommandLineModels(args, device)
-    models.check(_needed_models(jobs, args))
     settings = settings_of(args)
     scenes = scene_settings_of(args)
     runner = ray_runner(args) if args.ray is not None else None
@@ -479,6 +473,8 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
                 raise
             failures.append((job, error))
             print(f"error: {job.source}: {error}", file=sys.stderr)
+    # The models the planned runs may load, downloaded? (each loads only when a stage of it runs)
+    models.check(sorted({kind for _, plan in planned for kind in plan.model_kinds}))
 
     for number, (job, plan) in enumerate(planned, 1):
         log.info("[%d/%d] %s -> %s (%d frames)", number, len(planned), job.source, job.output, plan.frames)

@@ -43,6 +43,11 @@ class DisparitySettings:
     """Min-max over the whole clip (the reference), per frame, or none (already 0..1)."""
 
     def validate(self, width: int) -> None:
+        self.check()
+        self.check_width(width)
+
+    def check(self) -> None:
+        """What is wrong at any frame size."""
         if self.unit not in UNITS:
             raise StereoInputError(f"disparity unit must be one of {UNITS}, got {self.unit!r}.")
         if self.normalize not in NORMALIZATIONS:
@@ -53,6 +58,9 @@ class DisparitySettings:
             )
         if not math.isfinite(self.convergence) or not 0.0 <= self.convergence <= 1.0:
             raise StereoInputError(f"convergence must be between 0 and 1 (a depth value), got {self.convergence}.")
+
+    def check_width(self, width: int) -> None:
+        """What is wrong for frames `width` pixels wide."""
         # Near points move left by up to 2 (1 - convergence) max_disp, far ones right by up to
         # 2 convergence max_disp: the two borders' holes together can be 2 max_disp wide.
         spread = 2.0 * self.pixels(width)

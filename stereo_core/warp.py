@@ -28,14 +28,13 @@ from typing import Callable
 
 import torch
 
+from .splat_constants import DENOMINATOR_EPS, LOG2_BASE, copy_into
+
 log = logging.getLogger(__name__)
 
-Z_BUFFER_BASE = 1.414
-_LOG2_BASE = math.log2(Z_BUFFER_BASE)
 # Fast path while the largest weight stays below 2**100: sums of many such weights
 # still fit float32 (max ~2**128).
 _MAX_FAST_EXPONENT = 100.0
-DENOMINATOR_EPS = 1e-6
 # Rows per block are chosen so a block holds about this many pixels.
 _BLOCK_PIXELS = 1 << 16
 # The compiled kernel keeps its scratch in cache by itself; blocks only bound the
@@ -51,7 +50,7 @@ _compiled_cpu_depth = None
 
 def needs_stable_weights(disp_min: float, disp_max: float) -> bool:
     """Whether clip-relative weights 1.414 ** (d - d_min) would overflow float32 sums."""
-    return (disp_max - disp_min) * _LOG2_BASE > _MAX_FAST_EXPONENT
+    return (disp_max - disp_min) * LOG2_BASE > _MAX_FAST_EXPONENT
 
 
 def splat_rows(
@@ -86,7 +85,7 @@ def splat_rows(
     if stable:
         weighted = bilinear * _per_target_weights(disparity, slot, width)
     else:
-        weight = torch.exp2((disparity - disp_min) * _LOG2_BASE)
+        weight = torch.exp2((disparity - disp_min) * LOG2_BASE)
         weighted = bilinear * weight.unsqueeze(-1)
 
     packed = torch.empty((channels + 2, num_rows, width, 2), device=device, dtype=torch.float32)
@@ -102,11 +101,6 @@ def splat_rows(
     warped = totals[:channels] / totals[channels].clamp_min(DENOMINATOR_EPS)
     occlusion = 1.0 - totals[channels + 1].clamp_(0.0, 1.0)
     return copy_into(out, warped.permute(1, 2, 0)), copy_into(out_occlusion, occlusion)
-
-
-def copy_into(out: torch.Tensor | None, result: torch.Tensor) -> torch.Tensor:
-    """result written into out when given (converting dtype and device), else result."""
-    return result if out is None else out.copy_(result)
 
 
 def _scatter_pairs(pairs: torch.Tensor, slot: torch.Tensor, num_slots: int, as_complex: bool | None = None) -> torch.Tensor:
@@ -139,7 +133,7 @@ def _per_target_weights(disparity: torch.Tensor, slot: torch.Tensor, width: int)
     nearest.scatter_reduce_(1, slot, disparity, "amax")
     nearest.scatter_reduce_(1, slot + 1, disparity, "amax")
     exponents = torch.stack((disparity - nearest.gather(1, slot), disparity - nearest.gather(1, slot + 1)), dim=-1)
-    return torch.exp2(exponents * _LOG2_BASE)
+    return torch.exp2(exponents * LOG2_BASE)
 
 
 def _compiled_kernel(name: str, try_it) -> Callable | bool:

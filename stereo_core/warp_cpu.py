@@ -29,7 +29,7 @@ from numba.core import cgutils, types
 from numba.core.caching import FunctionCache
 from numba.extending import intrinsic
 
-from .warp import _LOG2_BASE, DENOMINATOR_EPS, copy_into
+from .splat_constants import DENOMINATOR_EPS, LOG2_BASE, copy_into
 
 _COLOURS = 3  # the kernel splats three colour channels at a time
 # A slot's lanes: red, green, blue (weighted), z-buffer weight, coverage, padding.
@@ -294,7 +294,7 @@ def splat_rows_compiled(
     shift = disparity.to(torch.float32).contiguous().numpy()
     warped = _writable_float32(out, (num_rows, width, channels))
     occlusion = _writable_float32(out_occlusion, (num_rows, width))
-    scalars = (np.float32(disp_min), np.float32(_LOG2_BASE), stable, np.float32(DENOMINATOR_EPS), threads)
+    scalars = (np.float32(disp_min), np.float32(LOG2_BASE), stable, np.float32(DENOMINATOR_EPS), threads)
     if channels == _COLOURS:
         colour = rows.to(torch.float32).contiguous()
         _splat_rgb_rows(colour.numpy(), shift, *scalars, warped.numpy(), occlusion.numpy())

@@ -1,5 +1,6 @@
 """Stereo Convert Video without ComfyUI: a stand-in VIDEO, the streaming engine, progress, Cancel and resume."""
 
+import importlib
 import io
 from fractions import Fraction
 
@@ -130,6 +131,7 @@ def test_an_in_memory_video_is_copied_once_not_decoded_and_gives_the_same_file(n
         return original(path)
 
     monkeypatch.setattr(pipeline, "probe_video", probe)
+    monkeypatch.setattr(importlib.import_module(f"{pipeline.__package__}.sources"), "probe_video", probe)
     _, from_memory, _, _ = run(nodes, MemoryVideo(video.read_bytes()),
                                depth_video=MemoryVideo(depth.read_bytes()))["result"]
     assert torch.equal(frames_of(from_memory), frames_of(from_path))
@@ -164,13 +166,13 @@ def test_cancel_then_queue_again_resumes_to_the_identical_video(nodes, longer_cl
     assert ticks[-3:] == [40 + 24, 40 + 32, 40 + 40], "a tick per chunk of the stereo stage"
 
     warped = []
-    original = pipeline.Conversion.warp
+    original = pipeline.WarpStage.warp
 
     def counting_warp(self, left, *args):
         warped.append(left.shape[0])
         return original(self, left, *args)
 
-    monkeypatch.setattr(pipeline.Conversion, "warp", counting_warp)
+    monkeypatch.setattr(pipeline.WarpStage, "warp", counting_warp)
     fake_comfy.updates.clear()
     fake_comfy.cancel_after = len(ticks) - 2  # Cancel pressed while the second piece is encoded
     with pytest.raises(Cancelled):

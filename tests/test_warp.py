@@ -118,7 +118,7 @@ def test_huge_disparity_range_stays_finite_and_exact():
     disparity = torch.linspace(-300, 300, width).view(1, 1, width).expand(1, 2, width).clone()
     disparity[:, :, 400:420] += 10  # collisions between far and near samples
     assert needs_stable_weights(float(disparity.min()), float(disparity.max()))
-    fast_exponent_weights = torch.exp2((disparity - disparity.min()) * warp_module._LOG2_BASE)
+    fast_exponent_weights = torch.exp2((disparity - disparity.min()) * warp_module.LOG2_BASE)
     assert not torch.isfinite(fast_exponent_weights).all()  # the reference's weights overflow here
     warped, occlusion = forward_warp(image, disparity)
     assert torch.isfinite(warped).all() and torch.isfinite(occlusion).all()
@@ -200,7 +200,7 @@ def test_compiled_kernel_splits_rows_between_threads_without_changing_them():
     results = []
     for threads in (1, 2, 5):  # 11 rows: uneven shares, a last thread with fewer rows
         out, occlusion = np.full_like(colour, np.nan), np.full_like(disparity, np.nan)
-        warp_cpu._splat_rgb_rows(colour, disparity, np.float32(disparity.min()), np.float32(warp_module._LOG2_BASE),
+        warp_cpu._splat_rgb_rows(colour, disparity, np.float32(disparity.min()), np.float32(warp_module.LOG2_BASE),
                                  False, np.float32(warp_module.DENOMINATOR_EPS), threads, out, occlusion)
         results.append((out, occlusion))
     for out, occlusion in results:

@@ -19,7 +19,7 @@ import torch
 
 from ..comfort import DEFAULT_OUTLIER_SHARE, MAX_QUANTILE_SAMPLES
 from ..convergence import subject_depth
-from ..depthcrafter import DepthCrafterSettings, DepthSampler, merge_window, normalize_depth
+from ..depthcrafter import DepthCrafterSettings, DepthSampler, merge_window, normalize_depth, plan_windows
 from ..disparity import DepthRange
 from ..errors import StereoInputError
 from ..video_diffusion import VideoDiffusionModel, chunks
@@ -136,13 +136,17 @@ class DepthVideoFrames(DepthFrames):
 class DepthCrafterFrames(DepthFrames):
     """DepthCrafter depth of a run's frames, computed in passes kept in the stage store."""
 
-    def __init__(self, model: VideoDiffusionModel, settings: DepthCrafterSettings, video: FrameReader, start: int,
-                 stop: int, store: StageStore, seed: int, progress, log_resume: Callable[[str], None]):
-        info = video.info
-        self.model, self.store, self.video, self.start = model, store, video, start
+    def __init__(self, model: Callable[[], VideoDiffusionModel], settings: DepthCrafterSettings, video: FrameReader,
+                 start: int, stop: int, store: StageStore, seed: int, progress, log_resume: Callable[[str], None]):
+        """`model` gives the model when called: only a pass that really runs (or a read that decodes) loads it."""
+        self._model, self._sampler = model, None
+        self.settings, self.store, self.video, self.start = settings, store, video, start
         self.frames = stop - start
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.sampler = DepthSampler(model, settings, self.frames, info.height, info.width, self.generator)
+        # The sampler's chunks and windows, known without the model (finished passes are recognised by them).
+        self.windows = plan_windows(self.frames, settings.window, settings.overlap)
+        self.encode_slices = list(chunks(self.frames, settings.encode_chunk))
+        self.decode_slices = list(chunks(self.frames, settings.decode_chunk))
         self._progress, self._log_resume = progress, log_resume
         self._decoded: tuple[int, torch.Tensor] | None = None  # the last decode chunk: first frame, depth
         self._window_cache: tuple[int, torch.Tensor] | None = None
@@ -150,6 +154,19 @@ class DepthCrafterFrames(DepthFrames):
             self._encode_pass()
             self._window_pass()
             self.stats, (self.low, self.high) = self._statistics_pass()
+
+    @property
+    def sampler(self) -> DepthSampler:
+        """The model's steps, made (and the model loaded) on first use."""
+        if self._sampler is None:
+            info = self.video.info
+            self._sampler = DepthSampler(self._model(), self.settings, self.frames, info.height, info.width,
+                                         self.generator)
+        return self._sampler
+
+    @property
+    def model(self) -> VideoDiffusionModel:
+        return self.sampler.model
 
     # --- pass 1: CLIP embeddings and VAE latents of every frame ---------------------------------------
 
@@ -160,10 +177,9 @@ class DepthCrafterFrames(DepthFrames):
                 for piece in chunks(self.frames, size * max(1, PIECE_FRAMES // size))]
 
     def _encode_pieces(self) -> list[tuple[slice, list[slice]]]:
-        return self._pieces(self.sampler.settings.encode_chunk, self.sampler.encode_slices)
+        return self._pieces(self.settings.encode_chunk, self.encode_slices)
 
     def _encode_pass(self) -> None:
-        sampler, placement = self.sampler, self.model.placement
         pieces_and_parts = self._encode_pieces()
         pieces = [piece for piece, _ in pieces_and_parts]
         done = 0
@@ -175,6 +191,7 @@ class DepthCrafterFrames(DepthFrames):
             self._log_resume(f"depth: encoding resumes at frame {self.start + pieces[done - 1].stop}")
             last = self.store.require_tensors(f"encode-{pieces[done - 1].start:07d}.safetensors")[0]
             restore_generator(self.generator, last)
+        sampler, placement = self.sampler, self.model.placement
         with self._progress(DEPTH_ENCODE, self.frames) as bar:
             bar(pieces[done - 1].stop if done else 0, self.frames)
             for piece, inside in pieces_and_parts[done:]:
@@ -207,7 +224,7 @@ class DepthCrafterFrames(DepthFrames):
         return f"window-{index:06d}.safetensors"
 
     def _window_pass(self) -> None:
-        sampler, windows = self.sampler, self.sampler.windows
+        windows = self.windows
         first = 0
         while first < len(windows) and self.store.has(self._window_name(first)):
             first += 1
@@ -216,6 +233,7 @@ class DepthCrafterFrames(DepthFrames):
         if first:
             self._log_resume(f"depth: windows resume at window {first + 1} of {len(windows)} "
                              f"(frame {self.start + windows[first].start})")
+        sampler = self.sampler
         noise = self.store.require_tensors("noise.safetensors")[0]["noise"]
         previous = self.store.require_tensors(self._window_name(first - 1))[0]["latents"] if first else None
         frames_done = windows[first - 1].end if first else 0
@@ -240,8 +258,8 @@ class DepthCrafterFrames(DepthFrames):
 
     def _final_latents(self, start: int, stop: int) -> torch.Tensor:
         """The clip's final latents of frames [start, stop): each frame from the last window holding it."""
-        windows = self.sampler.windows
-        stride = self.sampler.settings.window - self.sampler.settings.overlap
+        windows = self.windows
+        stride = self.settings.window - self.settings.overlap
         out = torch.empty(stop - start, *self.sampler.latent_shape)
         for frame in range(start, stop):
             index = min(frame // stride, len(windows) - 1)  # windows start every `stride` frames
@@ -258,12 +276,15 @@ class DepthCrafterFrames(DepthFrames):
 
     def _statistics_pass(self) -> tuple[DepthStats, tuple[float, float]]:
         """Per-frame statistics of the raw decoded depth, kept per piece; the clip's extremes from them."""
-        parts = []
+        parts, resumed = [], False
         with self._progress(DEPTH_DECODE, self.frames) as bar:
-            for piece, inside in self._pieces(self.sampler.settings.decode_chunk, self.sampler.decode_slices):
+            for piece, inside in self._pieces(self.settings.decode_chunk, self.decode_slices):
                 name = f"stats-{piece.start:07d}.safetensors"
                 saved = self.store.load_tensors(name)
                 if saved is None:
+                    if parts and not resumed:
+                        self._log_resume(f"depth: decoding resumes at frame {self.start + piece.start}")
+                    resumed = True
                     depth = torch.cat([self._decode_chunk(part) for part in inside])
                     parts.append(DepthStats.of_frames(depth))
                     self.store.save_tensors(name, parts[-1].tensors())
@@ -277,10 +298,10 @@ class DepthCrafterFrames(DepthFrames):
 
     def read(self, start: int, stop: int) -> torch.Tensor:
         """Normalised depth (1 = nearest) of frames [start, stop), decoded again from the kept latents."""
-        size = self.sampler.settings.decode_chunk
+        size = self.settings.decode_chunk
         out = []
         with torch.no_grad():
-            for part in self.sampler.decode_slices[start // size:(stop - 1) // size + 1]:
+            for part in self.decode_slices[start // size:(stop - 1) // size + 1]:
                 if self._decoded is None or self._decoded[0] != part.start:
                     self._decoded = (part.start, self._decode_chunk(part))
                 depth = self._decoded[1]
@@ -288,3 +309,101 @@ class DepthCrafterFrames(DepthFrames):
         return normalize_depth(torch.cat(out), self.low, self.high)
 
 
+
+
+# --- depth models that stream: frames in, raw depth out, a carry state between feeds ----------------------
+
+DEPTH_ESTIMATE = "depth: estimate"
+
+
+class DepthStream:
+    """One clip's run of a streaming depth model (what a depth model's library module gives the engine).
+
+    Frames go in in order, a piece at a time; raw depth comes out in order (larger = nearer, any scale:
+    the engine min-max normalises it over the clip or scene), possibly later than its frames went in (a
+    windowed model holds back the frames its next window still blends). Between feeds everything the
+    run carries is `state()`: tensors the engine keeps with each piece, so a killed run continues from
+    `restore(state)` to the same numbers."""
+
+    def feed(self, frames: torch.Tensor) -> torch.Tensor:
+        """Frames [n, H, W, 3] (0..1, the clip's next ones) in; the raw depth [m, h, w] of the next m frames
+        that are finished out (m may be 0)."""
+        raise NotImplementedError
+
+    def finish(self) -> torch.Tensor:
+        """The raw depth of the frames still held back, at the clip's end."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+
+class StreamedDepthFrames(DepthFrames):
+    """A streaming depth model's depth of a run's frames, kept in the stage store as raw float32 depth, one
+    file per piece of PIECE_FRAMES input frames with the stream's state after it; later stages read the
+    depth back from the store (normalised with the run's extremes), in a resumed run as in an
+    uninterrupted one."""
+
+    def __init__(self, stream: Callable[[], DepthStream], video: FrameReader, start: int, stop: int,
+                 store: StageStore, progress, log_resume: Callable[[str], None]):
+        """`stream` starts the model's run when called: only a piece that is really computed loads the model."""
+        self.store, self.start, self.frames = store, start, stop - start
+        self.pieces = list(chunks(self.frames, PIECE_FRAMES))
+        self._cache: tuple[int, torch.Tensor] | None = None
+        with torch.no_grad():
+            self._estimate(stream, video, progress, log_resume)
+        records = [self.store.require_tensors(self._name(piece))[1] for piece in self.pieces]
+        self._spans = [(record["first"], record["first"] + record["count"]) for record in records]
+        raw = DepthStats.join([DepthStats(**{name: torch.tensor(record[name]) for name in DepthStats.FIELDS})
+                               for record in records if record["count"]])
+        if raw.low.shape[0] != self.frames:
+            raise StereoInputError(f"The depth model gave {raw.low.shape[0]} depth frames for {self.frames} frames.")
+        self.low, self.high = float(raw.low.min()), float(raw.high.max())
+        self.stats = raw.map(lambda values: normalize_depth(values, self.low, self.high))
+
+    def _name(self, piece: slice) -> str:
+        return f"raw-{piece.start:07d}.safetensors"
+
+    def _estimate(self, stream_of, video: FrameReader, progress, log_resume) -> None:
+        done = 0
+        while done < len(self.pieces) and self.store.has(self._name(self.pieces[done])):
+            done += 1
+        if done == len(self.pieces):
+            return
+        stream = stream_of()
+        first = 0
+        if done:
+            log_resume(f"depth: estimation resumes at frame {self.start + self.pieces[done].start}")
+            tensors, record = self.store.require_tensors(self._name(self.pieces[done - 1]))
+            stream.restore({key[len("state."):]: value for key, value in tensors.items() if key.startswith("state.")})
+            first = record["first"] + record["count"]
+        with progress(DEPTH_ESTIMATE, self.frames) as bar:
+            bar(self.pieces[done].start, self.frames)
+            for index in range(done, len(self.pieces)):
+                piece = self.pieces[index]
+                frames = video.read(self.start + piece.start, self.start + piece.stop).float().div_(255.0)
+                depth = stream.feed(frames)
+                if index == len(self.pieces) - 1:
+                    depth = torch.cat([depth, stream.finish()])
+                depth = depth.float()
+                stats = DepthStats.of_frames(depth).tensors() if depth.shape[0] else {}
+                # The piece's depth, its statistics and the state after it: one file, so all or none exist.
+                self.store.save_tensors(self._name(piece), {
+                    "depth": depth, **{f"state.{key}": value for key, value in stream.state().items()}}, {
+                    "first": first, "count": depth.shape[0], **{key: value.tolist() for key, value in stats.items()}})
+                first += depth.shape[0]
+                bar(piece.stop, self.frames)
+
+    def _piece_depth(self, index: int) -> torch.Tensor:
+        if self._cache is None or self._cache[0] != index:
+            self._cache = (index, self.store.require_tensors(self._name(self.pieces[index]))[0]["depth"])
+        return self._cache[1]
+
+    def read(self, start: int, stop: int) -> torch.Tensor:
+        """Normalised depth (1 = nearest) of frames [start, stop), from the kept pieces."""
+        out = [self._piece_depth(index)[max(start, first) - first:min(stop, last) - first]
+               for index, (first, last) in enumerate(self._spans) if first < stop and last > start]
+        return normalize_depth(torch.cat(out).clone(), self.low, self.high)

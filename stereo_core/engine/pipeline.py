@@ -51,12 +51,8 @@ from ..video_io import (
     probe_video,
     to_bytes,
 )
-from .depth import (
-    DEPTH_STATISTICS,
-    DepthCrafterFrames,
-    DepthFrames,
-    DepthVideoFrames,
-)
+from .depth import DepthFrames, DepthStats
+from .sources import DEFAULT_DEPTH_MODEL, DepthSource, DepthVideoSource, depth_model
 from .store import StageStore, WorkStore, generator_state, restore_generator, settings_key, source_identity
 
 log = logging.getLogger(__name__)
@@ -67,6 +63,8 @@ STEREO = "stereo: warp, inpaint, encode"  # the progress stage after the depth's
 # every inpainted frame at once.
 STREAM_COLOR_MODES = tuple(mode for mode in COLOR_MODES if mode != "clip")
 COMPOSE_FRAMES = 2
+# How messages name the job's options when the face gives no words of its own (the command line's).
+OPTION_NAMES = {"max_frames": "--max-frames", "work_dir": "--work-dir"}
 
 
 class Models:
@@ -90,13 +88,20 @@ class LoadedModels(Models):
         self.models = {kind: model for kind, model in models.items() if model is not None}
 
     def identity(self, kind: str) -> dict:
-        model = self.get(kind)
+        self.require([kind])
+        model = self.models[kind]
         return {"folders": model.folders, "dtype": str(model.dtype), "device": model.device.type}
 
     def get(self, kind: str) -> VideoDiffusionModel:
-        if kind not in self.models:
-            raise StereoInputError(f"This conversion needs a {model_files.TITLES[kind]} model; connect its loader.")
+        self.require([kind])
         return self.models[kind]
+
+    def require(self, kinds, messages: dict[str, str] | None = None) -> None:
+        """Refuse a run that may need a model not given (`messages`: the face's words, per kind)."""
+        for kind in kinds:
+            if kind not in self.models:
+                raise StereoInputError((messages or {}).get(kind) or
+                                       f"This conversion needs a {model_files.TITLES[kind]} model; connect its loader.")
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,7 @@ class OutputSettings:
 
 @dataclass(frozen=True)
 class ConversionSettings:
+    depth_model: str = DEFAULT_DEPTH_MODEL  # a name in sources.DEPTH_MODELS (used where no depth video is given)
     depth: DepthCrafterSettings = field(default_factory=DepthCrafterSettings)
     disparity: DisparitySettings = field(default_factory=DisparitySettings)
     inpaint: InpaintSettings | None = field(default_factory=InpaintSettings)  # None: keep the holes
@@ -120,10 +126,11 @@ class ConversionSettings:
     warp_chunk: int = 8  # frames per chunk when there is no inpainting
     auto_convergence: AutoConvergence | None = None  # None: settings.disparity.convergence for every frame
 
-    def check(self, width: int) -> None:
-        """Refuse impossible settings before any work (and before any model loads)."""
-        self.depth.check()
-        self.disparity.validate(width)
+    def check(self) -> None:
+        """Refuse impossible settings before any work (and before any model loads); what depends on the
+        frame size is checked_for_frames (plan_conversion runs both)."""
+        depth_model(self.depth_model).check_settings(self)
+        self.disparity.check()
         if self.inpaint is not None:
             self.inpaint.check()
             if self.inpaint.color_match not in STREAM_COLOR_MODES:
@@ -141,6 +148,10 @@ class ConversionSettings:
         if self.output.segment_frames < 1 or self.warp_chunk < 1:
             raise StereoInputError("segment_frames and warp_chunk must be at least 1 frame.")
 
+    def check_frames(self, width: int) -> None:
+        """Refuse settings impossible for frames `width` pixels wide."""
+        self.disparity.check_width(width)
+
 
 @dataclass
 class ConversionJob:
@@ -153,6 +164,11 @@ class ConversionJob:
     comfort_report: Path | None = None  # PNG of the comfort report (its JSON summary beside it)
     comfort_limits: ComfortLimits = field(default_factory=ComfortLimits)
     comfort_screen_px: int = 1920  # screen width the report's pixel figures are for
+    option_names: dict[str, str] = field(default_factory=dict)  # the face's words for options (see OPTION_NAMES)
+
+    def option(self, name: str) -> str:
+        """How messages name option `name` to the user of the face that made this job."""
+        return self.option_names.get(name, OPTION_NAMES[name])
 
 
 class Reporter:
@@ -179,7 +195,7 @@ class Plan:
     job: ConversionJob
     settings: ConversionSettings
     info: VideoInfo
-    depth_info: VideoInfo | None
+    depth: DepthSource  # where the depth comes from, chosen once here
     start: int
     stop: int
     origin: int | None = None  # the frame shown at the output's time 0, when this run is a part of it
@@ -188,6 +204,17 @@ class Plan:
     @property
     def frames(self) -> int:
         return self.stop - self.start
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        """The progress stages of the run, in the order they run."""
+        return (*self.depth.stages, STEREO)
+
+    @property
+    def model_kinds(self) -> tuple[str, ...]:
+        """The models the run may load (each only when a stage of it really runs)."""
+        inpaint = (model_files.STEREOCRAFTER,) if self.settings.inpaint is not None else ()
+        return (*self.depth.model_kinds, *inpaint)
 
     def time_of(self, frame: int) -> Fraction:
         """When frame `frame` (of the file) is shown in the output, seconds from the output's start."""
@@ -212,36 +239,26 @@ def plan_conversion(job: ConversionJob, settings: ConversionSettings, start: int
         raise StereoInputError(
             f"'{job.source}' says it has {info.declared_frames} frames but only {info.frames} are in the file: it is "
             f"cut short (an interrupted download or copy?). Re-copy it, or convert the readable part with "
-            f"--max-frames {info.frames}.")
+            f"{job.option('max_frames')} {info.frames}.")
     stop = min(wanted, info.frames) if stop is None else stop
-    settings.check(info.width)
-    depth_info = None
-    if job.depth_video is not None:
-        depth_info = probe_video(job.depth_video)
-        if depth_info.frames < stop:
-            raise StereoInputError(
-                f"The depth video '{job.depth_video}' has {depth_info.frames} frames but '{job.source}' has "
-                f"{info.frames}{f' (using {stop})' if stop < info.frames else ''}: give one depth frame per frame.")
-        if job.max_frames is None and depth_info.frames > info.frames:
-            raise StereoInputError(
-                f"The depth video '{job.depth_video}' has {depth_info.frames} frames but '{job.source}' has only "
-                f"{info.frames}: it belongs to another (longer) clip. Use the depth video made from this clip, or "
-                f"--max-frames to convert only the start.")
+    settings.check()
+    settings.check_frames(info.width)
+    # The one place that knows which kind of depth a run has.
+    depth = (DepthVideoSource.probe(job, info, stop) if job.depth_video is not None
+             else depth_model(settings.depth_model))
     if info.variable_rate:
         log.info("'%s' has a variable frame rate; every frame keeps its own timestamp.", job.source)
     streams = {kind: plan_streams(job.source, path, log.info) for kind, path in job.outputs.items() if kind != "depth"}
-    return Plan(job=job, settings=settings, info=info, depth_info=depth_info, start=start, stop=stop, streams=streams)
+    return Plan(job=job, settings=settings, info=info, depth=depth, start=start, stop=stop, streams=streams)
+
+
+def work_key(source: Path, depth_video: Path | None = None, *more) -> str:
+    """A short key of a job's input files (by content identity) and anything else given: a name for its
+    work folder that a run queued again finds, and another input does not."""
+    return settings_key(source_identity(source), depth_video and source_identity(depth_video), *more)
 
 
 # --- stage keys: what each stage's result depends on -----------------------------------------------
-
-
-def _depth_key(plan: Plan, models: Models) -> str:
-    base = {"source": source_identity(plan.info.path), "range": [plan.start, plan.stop]}
-    if plan.depth_info is not None:
-        return settings_key(base, {"depth_video": source_identity(plan.depth_info.path)})
-    return settings_key(base, asdict(plan.settings.depth), plan.settings.seed,
-                        models.identity(model_files.DEPTHCRAFTER))
 
 
 def _right_key(plan: Plan, depth_key: str, models: Models) -> str:
@@ -336,43 +353,40 @@ def _time_base(info: VideoInfo) -> Fraction:
 # --- the conversion ---------------------------------------------------------------------------------
 
 
-class Conversion:
-    """One run over frames [plan.start, plan.stop) of a source: its stages, chunk by chunk."""
+@dataclass
+class ConversionResult:
+    """What a run hands back: the encoded pieces of each output, per frame the disparity extremes for the
+    comfort report (nearest, median, farthest, in pixels) and the screen plane (None: the fixed one)."""
 
-    def __init__(self, plan: Plan, models: Models, device: torch.device | str = "cpu",
-                 reporter: Reporter | None = None, store: WorkStore | None = None):
-        self.plan, self.models, self.device = plan, models, torch.device(device)
-        self.reporter = reporter or Reporter()
-        self.store = store or WorkStore(plan.job.work_dir)
-        self.settings = plan.settings
-        self.depth_key = _depth_key(plan, models)
-        self.convergence: torch.Tensor | None = None
-        self.comfort: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+    segments: dict[str, list[Segment]]
+    comfort: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    convergence: torch.Tensor | None
 
-    # depth
 
-    def depth(self, reader: FrameReader) -> DepthFrames:
-        plan = self.plan
-        store = self.store.stage("depth", self.depth_key)
-        if plan.depth_info is not None:
-            with self.reporter.bar(DEPTH_STATISTICS, plan.frames) as bar:
-                depth = DepthVideoFrames(plan.depth_info, plan.start, plan.stop, store, bar)
-        else:
-            depth = DepthCrafterFrames(self.models.get(model_files.DEPTHCRAFTER), self.settings.depth, reader,
-                                       plan.start, plan.stop, store, self.settings.seed, self.reporter.bar,
-                                       self.reporter.notice)
-        self.convergence = self.convergence_curve(depth)
-        return depth
+def convergence_curve(settings: ConversionSettings, stats: DepthStats, fps: float) -> torch.Tensor | None:
+    """Per-frame screen-plane depth for auto-convergence over the frames `stats` covers (None: the fixed
+    convergence)."""
+    auto = settings.auto_convergence
+    if auto is None:
+        return None
+    subject = normalized_depth(stats.subject.view(-1, 1, 1), stats.depth_range, slice(0, stats.subject.shape[0]),
+                               settings.disparity).flatten()
+    return auto_convergence(subject, (), fps, settings.disparity.convergence, auto)
 
-    def convergence_curve(self, depth: DepthFrames, shot_starts: tuple[int, ...] = ()) -> torch.Tensor | None:
-        """Per-frame screen-plane depth for auto-convergence (None: the fixed convergence)."""
-        auto = self.settings.auto_convergence
-        if auto is None:
-            return None
-        settings, stats = self.settings.disparity, depth.stats
-        subject = normalized_depth(stats.subject.view(-1, 1, 1), stats.depth_range, slice(0, depth.frames),
-                                   settings).flatten()
-        return auto_convergence(subject, shot_starts, float(self.plan.info.fps), settings.convergence, auto)
+
+@dataclass(frozen=True)
+class WarpStage:
+    """What the right-eye stage reads of its run: the plan, the reporter, the device and the screen plane
+    (per frame of the depth's statistics, or None); with them it warps and draws the depth output."""
+
+    plan: Plan
+    device: torch.device
+    reporter: Reporter
+    convergence: torch.Tensor | None
+
+    @property
+    def settings(self) -> ConversionSettings:
+        return self.plan.settings
 
     def disparity_extremes(self, depth: DepthFrames) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per frame: nearest, median and farthest disparity in pixels, from the depth statistics."""
@@ -386,8 +400,6 @@ class Conversion:
                   for quantity in (stats.q_low, stats.median, stats.q_high)]
         low, median, high = values
         return torch.maximum(low, high), median, torch.minimum(low, high)
-
-    # warp
 
     def warp(self, left: torch.Tensor, depth: torch.Tensor, frames: slice, depth_frames: DepthFrames):
         """Right view and occlusion mask of left frames [n, H, W, 3] (float) for run frames `frames`, from
@@ -412,15 +424,32 @@ class Conversion:
         return normalized_depth(values, depth_frames.stats.depth_range, depth_frames.stats_index(frames),
                                 DisparitySettings())
 
-    # the right eye and the encoded pieces
 
-    def run(self) -> dict[str, list[Segment]]:
+class Conversion:
+    """One run over frames [plan.start, plan.stop) of a source: its stages, chunk by chunk.
+
+    `depth`: where the run's depth comes from, where not the plan's source (a part of a split scene reads
+    its scene's)."""
+
+    def __init__(self, plan: Plan, models: Models, device: torch.device | str = "cpu",
+                 reporter: Reporter | None = None, store: WorkStore | None = None, depth: DepthSource | None = None):
+        self.plan, self.models, self.device = plan, models, torch.device(device)
+        self.reporter = reporter or Reporter()
+        self.store = store or WorkStore(plan.job.work_dir, plan.job.option("work_dir"))
+        self.settings = plan.settings
+        self.depth_source = depth or plan.depth
+        self.depth_key = self.depth_source.key(plan, models)
+
+    def run(self) -> ConversionResult:
         plan = self.plan
         with FrameReader(plan.info) as reader:
-            depth = self.depth(reader)
+            depth = self.depth_source.open(plan, reader, self.store, self.models, self.reporter)
             try:
-                self.comfort = self.disparity_extremes(depth)
-                return self._right_and_encode(reader, depth)
+                # The screen plane over the frames the statistics cover (a part's: its scene's), indexed as they are.
+                curve = convergence_curve(self.settings, depth.stats, float(plan.info.fps))
+                stage = WarpStage(plan, self.device, self.reporter, curve)
+                comfort = stage.disparity_extremes(depth)
+                return ConversionResult(self._right_and_encode(reader, depth, stage), comfort, curve)
             finally:
                 depth.close()
 
@@ -438,7 +467,8 @@ class Conversion:
         """What the encoded pieces depend on."""
         return _output_key(self.plan, self.right_key())
 
-    def _right_and_encode(self, reader: FrameReader, depth: DepthFrames) -> dict[str, list[Segment]]:
+    def _right_and_encode(self, reader: FrameReader, depth: DepthFrames,
+                          stage: WarpStage) -> dict[str, list[Segment]]:
         plan, settings = self.plan, self.settings
         right_store = self.store.stage("right", self.right_key())
         out_store = self.store.stage("encode", self.output_key())
@@ -451,7 +481,7 @@ class Conversion:
             done += 1
         if done < len(pieces):
             model = self.models.get(model_files.STEREOCRAFTER) if settings.inpaint is not None else None
-            eyes = _RightEyes(self, reader, depth, chunks, right_store, model)
+            eyes = _RightEyes(stage, reader, depth, chunks, right_store, model)
             if done:
                 self.reporter.notice(f"Resuming: {pieces[done].start} of {plan.frames} frames already encoded")
             with self.reporter.bar(STEREO, plan.frames) as bar:
@@ -479,8 +509,9 @@ class _RightEyes:
     new frames. Without inpainting nothing is stored: the warp is recomputed (it is exact and cheap).
     """
 
-    def __init__(self, conversion: Conversion, reader: FrameReader, depth: DepthFrames, chunks: list[Chunk],
+    def __init__(self, conversion: WarpStage, reader: FrameReader, depth: DepthFrames, chunks: list[Chunk],
                  store: StageStore, model: VideoDiffusionModel | None):
+        # `conversion`: what this stage reads of its run (plan, settings, reporter, warp and depth picture).
         self.conversion, self.reader, self.depth, self.chunks = conversion, reader, depth, chunks
         self.store, self.model = store, model
         self.want_depth = "depth" in conversion.plan.job.outputs
@@ -630,10 +661,10 @@ def convert(job: ConversionJob, settings: ConversionSettings, models: Models, de
     """Convert one video file (see ConversionJob); returns the plan it ran. `plan`: the job's plan where the
     caller has made it already (planning probes every packet of the inputs)."""
     plan = plan or plan_conversion(job, settings)
-    store = WorkStore(job.work_dir)
+    store = WorkStore(job.work_dir, job.option("work_dir"))
     reporter = reporter or Reporter()
-    conversion = Conversion(plan, models, device, reporter, store)
-    finish_conversion(plan, conversion.run(), [(0, conversion.comfort)], reporter, store)
+    result = Conversion(plan, models, device, reporter, store).run()
+    finish_conversion(plan, result.segments, [(0, result.comfort)], reporter, store)
     return plan
 
 

@@ -34,8 +34,9 @@ import torch
 from ..errors import StereoInputError
 from ..video_io import FrameReader, Segment, VideoInfo
 from .depth import DepthFrames, DepthStats
-from .pipeline import Conversion, ConversionJob, ConversionSettings, Models, Plan, Reporter, finish_conversion
-from .pipeline import plan_conversion
+from .pipeline import Conversion, ConversionJob, ConversionResult, ConversionSettings, Models, Plan, Reporter
+from .pipeline import finish_conversion, plan_conversion
+from .sources import DepthSource
 from .store import StageStore, WorkStore, settings_key, source_identity
 
 log = logging.getLogger(__name__)
@@ -299,20 +300,62 @@ class PartDepth(DepthFrames):
         self.scene_depth.close()
 
 
-class _PartConversion(Conversion):
-    """The stereo frames of one part of a split scene, over the scene's depth."""
+class AlignedSceneDepth(DepthSource):
+    """A split scene's depth from a source whose depth depends on the frames estimated together: each
+    part's own depth (the source over the part's depth range, kept in the part's folder by its "depth"
+    task), scaled and shifted onto its predecessor's (kept as align-<key> in the scene's folder)."""
 
-    def __init__(self, plan: Plan, models: Models, device, reporter: Reporter, store: WorkStore,
-                 scene_depth: Callable[[FrameReader], DepthFrames], scene_start: int, depth_key: str):
-        super().__init__(plan, models, device, reporter, store)
-        self._scene_depth, self._offset = scene_depth, plan.start - scene_start
-        self.depth_key = settings_key(depth_key, [plan.start, plan.stop])
+    def __init__(self, parts: DepthSource, work: "SceneWork", scene: Scene):
+        self.parts, self.work, self.scene = parts, work, scene
+        self.model_kinds = parts.model_kinds
 
-    def depth(self, reader: FrameReader) -> DepthFrames:
-        scene_depth = self._scene_depth(reader)
-        # The scene's screen plane (smoothed over the scene), indexed as its statistics are (stats_index).
-        self.convergence = self.convergence_curve(scene_depth)
-        return PartDepth(scene_depth, self._offset, self.plan.frames)
+    def part_plan(self, index: int) -> Plan:
+        part = self.scene.parts[index]
+        return self.work.plan_of(part.depth_start, part.depth_stop)
+
+    def part_store(self, index: int) -> WorkStore:
+        return WorkStore(self.work.part_folder(self.scene, self.scene.parts[index]))
+
+    def key(self, plan: Plan, models: Models) -> str:
+        keys = [self.parts.key(self.part_plan(part.index), models) for part in self.scene.parts]
+        return settings_key(keys, [asdict(part) for part in self.scene.parts])
+
+    def open(self, plan, reader, store, models, reporter) -> SceneDepth:
+        scene, name = self.scene, f"align-{self.key(plan, models)}.safetensors"
+
+        def part_depth(index: int) -> DepthFrames:
+            return self.parts.open(self.part_plan(index), reader, self.part_store(index), models, reporter)
+
+        kept = StageStore(store.create())
+        saved = kept.load_tensors(name)
+        if saved is not None:
+            tensors = saved[0]
+            return SceneDepth(scene, part_depth, tensors["scales"].tolist(), tensors["shifts"].tolist(),
+                              DepthStats(*(tensors[name] for name in DepthStats.FIELDS)))
+        depth = SceneDepth(scene, part_depth, [1.0] * len(scene.parts), [0.0] * len(scene.parts))
+        align_parts(depth)
+        depth.stats = depth.measure()
+        for stale in kept.names("align-*"):
+            kept.remove(stale)
+        kept.save_tensors(name, {"scales": torch.tensor(depth.scales, dtype=torch.float64),
+                                 "shifts": torch.tensor(depth.shifts, dtype=torch.float64),
+                                 **depth.stats.tensors()})
+        return depth
+
+
+class PartOfScene(DepthSource):
+    """A part's frames of its scene's depth: the part reads the scene's statistics and screen plane."""
+
+    def __init__(self, scene: DepthSource, scene_plan: Plan, scene_store: WorkStore):
+        self.scene, self.scene_plan, self.scene_store = scene, scene_plan, scene_store
+        self.model_kinds = scene.model_kinds
+
+    def key(self, plan: Plan, models: Models) -> str:
+        return settings_key(self.scene.key(self.scene_plan, models), [plan.start, plan.stop])
+
+    def open(self, plan, reader, store, models, reporter) -> DepthFrames:
+        scene_depth = self.scene.open(self.scene_plan, reader, self.scene_store, models, reporter)
+        return PartDepth(scene_depth, plan.start - self.scene_plan.start, plan.frames)
 
 
 # --- the tasks -----------------------------------------------------------------------------------------
@@ -371,15 +414,15 @@ class SceneWork:
     def tasks(self) -> dict[Task, tuple[Task, ...]]:
         """Every task with the tasks it needs finished first, in a good order to start them: the parts'
         depth first (the split scenes wait on it), then the longest scenes."""
-        depth_video = self.plan.depth_info is not None
+        part_depth = self.plan.depth.depends_on_range  # else the scene's depth is the source's over its frames
         tasks: dict[Task, tuple[Task, ...]] = {}
         split = [scene for scene in self.scenes if scene.split]
         for scene in sorted(split, key=lambda scene: -scene.frames):
-            if not depth_video:
+            if part_depth:
                 for part in scene.parts:
                     tasks[Task("depth", scene.index, part.index)] = ()
         for scene in sorted(split, key=lambda scene: -scene.frames):
-            needs = () if depth_video else tuple(Task("depth", scene.index, part.index) for part in scene.parts)
+            needs = tuple(Task("depth", scene.index, part.index) for part in scene.parts) if part_depth else ()
             tasks[Task("align", scene.index)] = needs
         for scene in sorted(self.scenes, key=lambda scene: -scene.frames):
             if scene.split:
@@ -404,7 +447,8 @@ class SceneWork:
     def part_folder(self, scene: Scene, part: Part) -> Path:
         return self.scene_folder(scene) / f"part-{part.index:03d}-{part.start}-{part.stop}"
 
-    def _plan(self, start: int, stop: int) -> Plan:
+    def plan_of(self, start: int, stop: int) -> Plan:
+        """The plan of frames [start, stop), placed in the whole's output."""
         return replace(self.plan, start=start, stop=stop, origin=self.plan.start)
 
     # running one task
@@ -415,7 +459,7 @@ class SceneWork:
         folder = self.scene_folder(scene) if task.part is None else self.part_folder(scene, scene.parts[task.part])
         reporter = _TaskReporter(reporter, task.describe(self.scenes))
         step = getattr(self, f"_{task.kind}")(scene, task, models, device, reporter, folder)
-        key = _result_key(step, task.kind)
+        key = step.key
         store = StageStore(folder)
         record = store.load_json(f"done-{task.kind}.json")
         if record is not None and record.get("key") == key:
@@ -428,8 +472,8 @@ class SceneWork:
                                   None if comfort is None else tuple(torch.tensor(values) for values in comfort))
         # Who works on the task (host and process): for a person watching a cluster run, and for tests.
         store.save_json("worker.json", {"host": socket.gethostname(), "pid": os.getpid(), "task": asdict(task)})
-        segments = step.run()
-        comfort = None if segments is None else step.conversion.comfort
+        result = step.run()
+        segments, comfort = (None, None) if result is None else (result.segments, result.comfort)
         store.save_json(f"done-{task.kind}.json", {
             "key": key,
             "segments": None if segments is None else {
@@ -447,68 +491,45 @@ class SceneWork:
             return None
         return segments
 
-    def _convert(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
-        conversion = Conversion(self._plan(scene.start, scene.stop), models, device, reporter, WorkStore(folder))
-        return _Step(conversion, conversion.run)
+    def _conversion_step(self, conversion: Conversion) -> "_Step":
+        plan = conversion.plan
+        # The range: a part's depth key is its scene's. The origin places the pieces in the whole video.
+        return _Step(conversion.run, settings_key(conversion.output_key(), [plan.start, plan.stop, plan.origin]))
 
-    def _part_depth(self, scene: Scene, index: int, models, device, reporter) -> Conversion:
-        part = scene.parts[index]
-        return Conversion(self._plan(part.depth_start, part.depth_stop), models, device, reporter,
-                          WorkStore(self.part_folder(scene, part)))
+    def _convert(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
+        conversion = Conversion(self.plan_of(scene.start, scene.stop), models, device, reporter, WorkStore(folder))
+        return self._conversion_step(conversion)
 
     def _depth(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
-        conversion = self._part_depth(scene, task.part, models, device, reporter)
+        depth = AlignedSceneDepth(self.plan.depth, self, scene)
+        plan, store = depth.part_plan(task.part), depth.part_store(task.part)
 
         def run():
             with FrameReader(self.plan.info) as reader:
-                conversion.depth(reader).close()
-        return _Step(conversion, run)
+                self.plan.depth.open(plan, reader, store, models, reporter).close()
+        return _Step(run, self.plan.depth.key(plan, models))
 
-    def _scene_depth(self, scene: Scene, models, device, reporter) -> tuple[str, Callable[[FrameReader], DepthFrames]]:
-        """The key of a split scene's depth and a maker of it (its alignment must be finished)."""
-        if self.plan.depth_info is not None:  # a depth video is continuous already: its scene statistics only
-            conversion = Conversion(self._plan(scene.start, scene.stop), models, device, reporter,
-                                    WorkStore(self.scene_folder(scene)))
-            return conversion.depth_key, conversion.depth
-        keys = [self._part_depth(scene, part.index, models, device, reporter).depth_key for part in scene.parts]
-        key = settings_key(keys, [asdict(part) for part in scene.parts])
-        name = f"align-{key}.safetensors"
-
-        def make(reader: FrameReader) -> SceneDepth:
-            def part_depth(index: int) -> DepthFrames:
-                return self._part_depth(scene, index, models, device, reporter).depth(reader)
-
-            store = StageStore(self.scene_folder(scene))
-            saved = store.load_tensors(name)
-            if saved is not None:
-                tensors = saved[0]
-                return SceneDepth(scene, part_depth, tensors["scales"].tolist(), tensors["shifts"].tolist(),
-                                  DepthStats(*(tensors[name] for name in DepthStats.FIELDS)))
-            depth = SceneDepth(scene, part_depth, [1.0] * len(scene.parts), [0.0] * len(scene.parts))
-            align_parts(depth)
-            depth.stats = depth.measure()
-            for stale in store.names("align-*"):
-                store.remove(stale)
-            store.save_tensors(name, {"scales": torch.tensor(depth.scales, dtype=torch.float64),
-                                      "shifts": torch.tensor(depth.shifts, dtype=torch.float64),
-                                      **depth.stats.tensors()})
-            return depth
-        return key, make
+    def scene_depth(self, scene: Scene) -> tuple[DepthSource, Plan, WorkStore]:
+        """A split scene's depth source, its plan and its store (its alignment must be finished where the
+        source's depth depends on the range; otherwise the scene's depth is the source's over its frames)."""
+        plan, store = self.plan_of(scene.start, scene.stop), WorkStore(self.scene_folder(scene))
+        source = AlignedSceneDepth(self.plan.depth, self, scene) if self.plan.depth.depends_on_range \
+            else self.plan.depth
+        return source, plan, store
 
     def _align(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
-        key, make = self._scene_depth(scene, models, device, reporter)
+        source, plan, store = self.scene_depth(scene)
 
         def run():
             with FrameReader(self.plan.info) as reader:
-                make(reader).close()
-        return _Step(None, run, key)
+                source.open(plan, reader, store, models, reporter).close()
+        return _Step(run, source.key(plan, models))
 
     def _right(self, scene: Scene, task: Task, models, device, reporter, folder) -> "_Step":
         part = scene.parts[task.part]
-        key, make = self._scene_depth(scene, models, device, reporter)
-        conversion = _PartConversion(self._plan(part.start, part.stop), models, device, reporter, WorkStore(folder),
-                                     make, scene.start, key)
-        return _Step(conversion, conversion.run)
+        conversion = Conversion(self.plan_of(part.start, part.stop), models, device, reporter, WorkStore(folder),
+                                depth=PartOfScene(*self.scene_depth(scene)))
+        return self._conversion_step(conversion)
 
     # the whole
 
@@ -536,22 +557,10 @@ class SceneWork:
 
 @dataclass
 class _Step:
-    """What a task runs, and the conversion whose settings its result depends on (or the key itself)."""
+    """What a task runs (a conversion's result, or None for depth work) and the key of its result."""
 
-    conversion: Conversion | None
-    run: Callable[[], dict[str, list[Segment]] | None]
-    key: str | None = None
-
-
-def _result_key(step: _Step, kind: str) -> str:
-    if step.key is not None:
-        return step.key
-    conversion = step.conversion
-    if kind == "depth":
-        return conversion.depth_key
-    plan = conversion.plan
-    # The range: a part's depth key is its scene's. The origin places the pieces in the whole video.
-    return settings_key(conversion.output_key(), [plan.start, plan.stop, plan.origin])
+    run: Callable[[], ConversionResult | None]
+    key: str
 
 
 # --- running them -------------------------------------------------------------------------------------
@@ -581,7 +590,7 @@ def convert_scenes(job: ConversionJob, settings: ConversionSettings, scene_setti
     reporter = reporter or Reporter()
     scene_settings.check()
     plan = plan or plan_conversion(job, settings)
-    store = WorkStore(job.work_dir)
+    store = WorkStore(job.work_dir, job.option("work_dir"))
     cuts = scene_cuts(plan, scene_settings, store.create(), reporter)
     scenes = plan_scenes(plan.start, plan.stop, cuts, scene_settings)
     parts = sum(len(scene.parts) for scene in scenes if scene.split)

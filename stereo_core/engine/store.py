@@ -42,8 +42,9 @@ def source_identity(path: Path) -> dict:
 class WorkStore:
     """A work folder: one `StageStore` per stage."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, option: str = "--work-dir"):
+        """`option`: how the face that runs this names the setting that places the work folder."""
+        self.folder, self.option = Path(folder), option
 
     def create(self) -> Path:
         """The work folder, made if missing (a clear error where it cannot be)."""
@@ -51,7 +52,7 @@ class WorkStore:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise StereoInputError(f"Cannot create the work folder '{self.folder}' ({error.strerror}). "
-                                   f"Choose a writable place with --work-dir.") from error
+                                   f"Choose a writable place with {self.option}.") from error
         return self.folder
 
     def stage(self, name: str, key: str) -> "StageStore":
