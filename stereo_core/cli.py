@@ -23,6 +23,7 @@ import torch
 from . import model_files
 from .anaglyph import MODES as ANAGLYPH_MODES
 from .convergence import AutoConvergence
+from .depth_anything_v2 import DEFAULT_INPUT_SIZE, EmaSettings
 from .depthcrafter import DepthCrafterSettings
 from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
 from .engine import (
@@ -50,6 +51,7 @@ log = logging.getLogger("stereo_core")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 _DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), DisparitySettings(), OutputSettings()
 _SCREEN, _AUTO, _SCENES = VirtualScreen(), AutoConvergence(), SceneSettings()
+_EMA = EmaSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("depth")
     group.add_argument("--depth-model", choices=sorted(DEPTH_MODELS), default=DEFAULT_DEPTH_MODEL,
-                       help="The model that estimates the depth (not used with --depth-video).")
+                       help="The model that estimates the depth (not used with --depth-video): depthcrafter (the "
+                            "reference, slow), video-depth-anything (consistent video depth, far faster), "
+                            "depth-anything-v2 (per frame, temporally normalised; the fastest).")
+    group.add_argument("--depth-model-size", choices=model_files.MODEL_SIZES, default=model_files.MODEL_SIZES[0],
+                       help="Size of video-depth-anything or depth-anything-v2 (its folder under --models). Small's "
+                            "weights are Apache-2.0; Base's and Large's are CC-BY-NC-4.0 (non-commercial use only).")
+    group.add_argument("--depth-input-size", type=int, default=DEFAULT_INPUT_SIZE,
+                       help="Working size of video-depth-anything and depth-anything-v2 (rounded to multiples of 14; "
+                            "518 is what they were trained at; larger: finer detail, slower).")
+    group.add_argument("--depth-ema-buffer", type=int, default=_EMA.buffer, metavar="FRAMES",
+                       help="depth-anything-v2: each frame's depth is scaled by the extremes over itself and the next "
+                            "FRAMES-1 frames (as iw3's --ema-normalize), so it does not pump.")
+    group.add_argument("--depth-ema-decay", type=float, default=_EMA.decay,
+                       help="depth-anything-v2: smoothing of those extremes over time (0 = none; larger follows "
+                            "changes more slowly).")
     group.add_argument("--depth-video", type=Path,
                        help="Use this depth video (grey, white = near, any size) instead of running DepthCrafter. "
                             "With several inputs, a folder holding <input name>_depth.mp4 for each.")
@@ -234,7 +250,9 @@ def settings_of(args) -> ConversionSettings:
     auto = None if args.auto_convergence is None else AutoConvergence(
         strength=args.auto_convergence, smoothing_seconds=args.convergence_smoothing)
     return ConversionSettings(depth_model=args.depth_model, depth=depth, disparity=disparity, inpaint=inpaint,
-                              output=output, seed=args.seed, auto_convergence=auto)
+                              output=output, seed=args.seed, auto_convergence=auto,
+                              depth_input_size=args.depth_input_size,
+                              depth_ema=EmaSettings(buffer=args.depth_ema_buffer, decay=args.depth_ema_decay))
 
 
 # --- jobs: which files go where, checked before any work ---------------------------------------------
@@ -359,37 +377,71 @@ def _check_paths(jobs: list[Job]) -> None:
 
 
 class CommandLineModels(Models):
-    """The models under --models, loaded once each, and only when a stage needs them."""
+    """The models under --models, loaded once each, and only when a stage needs them. A depth model that
+    comes in sizes (model_files.FAMILIES) is the --depth-model-size folder of its family."""
 
     def __init__(self, args, device: torch.device):
         self.args, self.device = args, device
         self._loaded: dict[str, VideoDiffusionModel] = {}
+
+    def member(self, kind: str) -> str | None:
+        """The sized kind (e.g. depth-anything-v2-small) a family `kind` stands for here; None for others."""
+        if kind not in model_files.FAMILIES:
+            return None
+        return model_files.family_member(kind, getattr(self.args, "depth_model_size", model_files.MODEL_SIZES[0]))
 
     def folders(self, kind: str) -> tuple[Path, Path]:
         """The SVD folder and the `kind` model's folder under --models."""
         root = models_folder(self.args)
         return root / model_files.FOLDER_NAMES[model_files.SVD], root / model_files.FOLDER_NAMES[kind]
 
+    def folder(self, kind: str) -> Path:
+        """The folder of a family's model under --models (it needs no SVD parts)."""
+        return models_folder(self.args) / model_files.FOLDER_NAMES[self.member(kind)]
+
     def check(self, kinds: list[str]) -> None:
         """Fail before any work when a model the jobs need is not downloaded (not an hour into a batch)."""
         for kind in kinds:
+            member = self.member(kind)
+            if member is not None:
+                problem = model_files.folder_problem(self.folder(kind), member)
+                if problem is not None:
+                    raise problem
+                continue
             svd_folder, unet_folder = self.folders(kind)
             model_files.check_svd_folder(svd_folder)
             model_files.check_unet_folder(unet_folder, kind)
 
     def identity(self, kind: str) -> dict:
-        svd_folder, unet_folder = self.folders(kind)
         dtype = resolve_dtype(self.args.dtype, self.device)
+        if self.member(kind) is not None:
+            return {"folders": str(self.folder(kind)), "dtype": str(dtype), "device": self.device.type}
+        svd_folder, unet_folder = self.folders(kind)
         return {"folders": {"svd": str(svd_folder), "unet": str(unet_folder)}, "dtype": str(dtype),
                 "device": self.device.type}
 
     def get(self, kind: str) -> VideoDiffusionModel:
+        if kind in model_files.FAMILIES and kind not in self._loaded:
+            folder = self.folder(kind)
+            log.info("Loading %s from %s ...", model_files.TITLES[self.member(kind)], folder)
+            self._loaded[kind] = DEPTH_LOADERS[kind](folder, dtype=self.args.dtype, policy=self.args.placement,
+                                                     device=self.device)
         if kind not in self._loaded:
             svd_folder, unet_folder = self.folders(kind)
             log.info("Loading %s from %s ...", model_files.TITLES[kind], unet_folder)
             self._loaded[kind] = load_video_diffusion(kind, svd_folder, unet_folder, dtype=self.args.dtype,
                                                       policy=self.args.placement, device=self.device)
         return self._loaded[kind]
+
+
+def _load_depth_anything_v2(folder: Path, **options):
+    from .depth_anything_v2 import load_depth_anything_v2
+
+    return load_depth_anything_v2(folder, **options)
+
+
+# How the command line loads each depth-model family's folder (dtype, policy, device as for the others).
+DEPTH_LOADERS = {model_files.DEPTH_ANYTHING_V2: _load_depth_anything_v2}
 
 
 # --- progress -----------------------------------------------------------------------------------------

@@ -34,6 +34,11 @@ DAV2_SMALL = "depth-anything-v2-small"
 DAV2_BASE = "depth-anything-v2-base"
 DAV2_LARGE = "depth-anything-v2-large"
 DAV2_KINDS = (DAV2_SMALL, DAV2_BASE, DAV2_LARGE)
+# Depth models that come in sizes: the engine asks for the family (a --depth-model name), the face picks the
+# size (the command line's --depth-model-size, a loader's folder). Sizes in the order of MODEL_SIZES.
+DEPTH_ANYTHING_V2 = "depth-anything-v2"
+MODEL_SIZES = ("small", "base", "large")
+FAMILIES = {DEPTH_ANYTHING_V2: DAV2_KINDS}
 
 DOWNLOADS = {
     SVD: "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
@@ -45,7 +50,7 @@ DOWNLOADS = {
 }
 TITLES = {SVD: "Stable Video Diffusion img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter",
           DAV2_SMALL: "Depth Anything V2 Small", DAV2_BASE: "Depth Anything V2 Base",
-          DAV2_LARGE: "Depth Anything V2 Large"}
+          DAV2_LARGE: "Depth Anything V2 Large", DEPTH_ANYTHING_V2: "Depth Anything V2"}
 # The weights' licences, stated where they are offered (Base and Large may not be used commercially).
 LICENCES = {DAV2_SMALL: "Apache-2.0", DAV2_BASE: "CC-BY-NC-4.0 (non-commercial)",
             DAV2_LARGE: "CC-BY-NC-4.0 (non-commercial)"}
@@ -235,3 +240,10 @@ def check_unet_folder(folder: str | Path, kind: str) -> Path:
 
 def read_svd_config(folder: Path, sub: str, name: str) -> dict:
     return _read_json(folder / sub / name)
+
+
+def family_member(family: str, size: str) -> str:
+    """The model kind of `family` (a FAMILIES name) in `size` (one of MODEL_SIZES)."""
+    if size not in MODEL_SIZES:
+        raise StereoInputError(f"The model size must be one of {', '.join(MODEL_SIZES)}, got {size!r}.")
+    return FAMILIES[family][MODEL_SIZES.index(size)]

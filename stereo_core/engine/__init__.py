@@ -60,6 +60,7 @@ from .sources import (
     register_depth_model,
 )
 from .store import WorkStore
+from . import depth_models  # noqa: E402,F401 (registers Video Depth Anything and Depth Anything V2)
 
 __all__ = ["DEFAULT_DEPTH_MODEL", "DEPTH_MODELS", "OPTION_NAMES", "OUTPUT_KINDS", "STREAM_COLOR_MODES", "Conversion",
            "ConversionJob", "ConversionResult", "ConversionSettings", "DepthSource", "DepthStream", "LoadedModels", "Models",

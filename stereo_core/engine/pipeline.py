@@ -29,6 +29,7 @@ from ..anaglyph import check_mode as check_anaglyph_mode
 from ..color import MODES as COLOR_MODES
 from ..comfort import ComfortLimits, ComfortReport
 from ..convergence import AutoConvergence, auto_convergence
+from ..depth_anything_v2 import DEFAULT_INPUT_SIZE, EmaSettings
 from ..depthcrafter import DepthCrafterSettings
 from ..disparity import DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
 from ..errors import StereoInputError
@@ -90,7 +91,9 @@ class LoadedModels(Models):
     def identity(self, kind: str) -> dict:
         self.require([kind])
         model = self.models[kind]
-        return {"folders": model.folders, "dtype": str(model.dtype), "device": model.device.type}
+        # A video-diffusion model names its folders; the depth models their one folder or their size.
+        folders = getattr(model, "folders", None) or getattr(model, "folder", None) or getattr(model, "kind", None)
+        return {"folders": folders, "dtype": str(model.dtype), "device": model.device.type}
 
     def get(self, kind: str) -> VideoDiffusionModel:
         self.require([kind])
@@ -119,6 +122,8 @@ class OutputSettings:
 class ConversionSettings:
     depth_model: str = DEFAULT_DEPTH_MODEL  # a name in sources.DEPTH_MODELS (used where no depth video is given)
     depth: DepthCrafterSettings = field(default_factory=DepthCrafterSettings)
+    depth_input_size: int = DEFAULT_INPUT_SIZE  # Video Depth Anything's and Depth Anything V2's working size
+    depth_ema: EmaSettings = field(default_factory=EmaSettings)  # Depth Anything V2's temporal normalisation
     disparity: DisparitySettings = field(default_factory=DisparitySettings)
     inpaint: InpaintSettings | None = field(default_factory=InpaintSettings)  # None: keep the holes
     output: OutputSettings = field(default_factory=OutputSettings)
