@@ -16,6 +16,7 @@ from pathlib import Path
 from ..stereo_core import model_files
 from ..stereo_core.anaglyph import MODES as ANAGLYPH_MODES
 from ..stereo_core.convergence import AutoConvergence
+from ..stereo_core.depth_anything_v2 import DEFAULT_INPUT_SIZE, EmaSettings
 from ..stereo_core.depthcrafter import DepthCrafterSettings
 from ..stereo_core.engine import (
     STREAM_COLOR_MODES,
@@ -43,13 +44,17 @@ from .comfy_adapter import (
     work_directory,
 )
 from .common import CATEGORY
+from .depth_anything_v2_nodes import DAV2_MODEL_TYPE
 from .depth_nodes import DepthCrafterDepth
 from .geometry_nodes import DISPARITY_INPUTS, SBSCompose, disparity_settings
 from .inpaint_nodes import StereoCrafterInpaintChunked
 from .model_nodes import MODEL_TYPES
 
 log = logging.getLogger(__name__)
-_OUTPUT = OutputSettings()
+_OUTPUT, _EMA = OutputSettings(), EmaSettings()
+
+# The depth loaders 'depth_model' takes (one input of their types joined: ComfyUI's union of types).
+DEPTH_MODEL_TYPES = (MODEL_TYPES[model_files.DEPTHCRAFTER], DAV2_MODEL_TYPE)
 
 # Settings shared with the per-stage nodes, under this node's names (both nodes have `steps`, `guidance`
 # and `overlap`): {this node's input: (the other node's input, the settings field)}.
@@ -72,7 +77,8 @@ OPTION_NAMES = {"max_frames": "'max_frames'", "work_dir": "ComfyUI's --output-di
 # What to connect for each model the engine may need, in this node's words.
 MODEL_INPUTS = {
     model_files.DEPTHCRAFTER: "Stereo Convert Video needs depth: connect a depth video to 'depth_video', or a "
-                              "DepthCrafter Model Loader to 'depthcrafter_model'.",
+                              "depth model loader (DepthCrafter, Video Depth Anything or Depth Anything V2) to "
+                              "'depth_model'.",
 }
 
 # Output slots, for telling whether the anaglyph is wanted downstream.
@@ -136,7 +142,8 @@ class ComfyReporter(Reporter):
 class StereoConvertVideo:
     DESCRIPTION = (
         "Converts a whole video file to stereo 3D without loading it into memory: frames stream from the file "
-        "through depth (a given depth video, or DepthCrafter), the warp and StereoCrafter inpainting (without a "
+        "through depth (a given depth video, or the depth model connected: DepthCrafter, Video Depth Anything or "
+        "Depth Anything V2), the warp and StereoCrafter inpainting (without a "
         "StereoCrafter model the holes stay black: a fast preview) into an H.264 file with the source's frame "
         "rate, timing and audio. Memory stays the same however long the video. Finished pieces are kept in "
         "output/.stereo3d-work until the file is written, so after Cancel or a crash, queueing the same graph "
@@ -204,12 +211,29 @@ class StereoConvertVideo:
                     "tooltip": "Move the screen plane towards the main subject (its centre-weighted median depth), "
                                "smoothed over about a second: 0 = off (convergence everywhere), 1 = the subject on "
                                "the screen plane. convergence is where the plane starts from."}),
+                "depth_input_size": ("INT", {
+                    "default": DEFAULT_INPUT_SIZE, "min": 14, "max": 2044, "step": 14,
+                    "tooltip": "Working size of Video Depth Anything and Depth Anything V2 (multiples of 14): 518 is "
+                               "what they were trained at; larger gives finer detail, slower. (Used only with "
+                               "those models.)"}),
+                "depth_ema_buffer": ("INT", {
+                    "default": _EMA.buffer, "min": 1, "max": 1000,
+                    "tooltip": "Depth Anything V2 (per frame): each frame's depth is scaled by the extremes over "
+                               "itself and the next depth_ema_buffer-1 frames (as iw3's --ema-normalize), so the "
+                               "depth does not pump. (Used only with Depth Anything V2.)"}),
+                "depth_ema_decay": ("FLOAT", {
+                    "default": _EMA.decay, "min": 0.0, "max": 0.999, "step": 0.01,
+                    "tooltip": "Depth Anything V2: smoothing of those extremes over time (0 = none; larger follows "
+                               "changes of the depth range more slowly). (Used only with Depth Anything V2.)"}),
                 "depth_video": ("VIDEO", {"tooltip": "A depth video of the same clip (one frame per frame, grey, "
                                                      "white = near, any size: it is resized), e.g. from another "
-                                                     "depth node pack or a file, through Load Video. DepthCrafter "
-                                                     "is then skipped."}),
-                "depthcrafter_model": (MODEL_TYPES[model_files.DEPTHCRAFTER], {
-                    "tooltip": "From DepthCrafter Model Loader; needed when there is no depth_video."}),
+                                                     "depth node pack or a file, through Load Video. No depth "
+                                                     "model is then run."}),
+                "depth_model": (",".join(DEPTH_MODEL_TYPES), {
+                    "tooltip": "The depth model, needed when there is no depth_video: DepthCrafter Model Loader (the "
+                               "reference, slow), Video Depth Anything Model Loader (consistent video depth, far "
+                               "faster; min-max over the clip) or Depth Anything V2 Model Loader (per frame, "
+                               "temporally normalised with depth_ema_buffer/decay; the fastest)."}),
                 "stereocrafter_model": (MODEL_TYPES[model_files.STEREOCRAFTER], {
                     "tooltip": "From StereoCrafter Model Loader: fills the holes of the right eye. Without it "
                                "the holes stay black (a fast preview of the 3D effect)."}),
@@ -218,13 +242,20 @@ class StereoConvertVideo:
         }
 
     def convert(self, video, filename_prefix, save_output, layout, swap_eyes, anaglyph, seed, max_frames, crf,
-                segment_frames, depth_video=None, depthcrafter_model=None, stereocrafter_model=None,
+                segment_frames, depth_video=None, depth_model=None, stereocrafter_model=None,
                 vr180_screen_fov=VirtualScreen.fov, vr180_screen_distance=VirtualScreen.distance,
-                vr180_eye_size=VirtualScreen.eye_size, auto_convergence=0.0, prompt=None, unique_id=None, **values):
+                vr180_eye_size=VirtualScreen.eye_size, auto_convergence=0.0, depth_input_size=DEFAULT_INPUT_SIZE,
+                depth_ema_buffer=_EMA.buffer, depth_ema_decay=_EMA.decay, prompt=None, unique_id=None, **values):
         if anaglyph == "off" and _wired(prompt, unique_id, ANAGLYPH_SLOTS):
             raise StereoInputError("The 'anaglyph' output is connected but 'anaglyph' is off: choose an anaglyph "
                                    "mode (e.g. color), or disconnect that output.")
+        # Workflows saved before 'depth_model' took every depth loader name the DepthCrafter one's input so.
+        depth_model = depth_model if depth_model is not None else values.pop("depthcrafter_model", None)
+        depth_kind = depth_model_kind(depth_model)
         settings = ConversionSettings(
+            depth_model=depth_kind or model_files.DEPTHCRAFTER,
+            depth_input_size=depth_input_size,
+            depth_ema=EmaSettings(buffer=depth_ema_buffer, decay=depth_ema_decay),
             depth=_settings(DepthCrafterSettings, DEPTH_SETTINGS, values),
             disparity=disparity_settings(**{name: values[name] for name in DISPARITY_INPUTS}),
             inpaint=None if stereocrafter_model is None else _settings(InpaintSettings, INPAINT_SETTINGS, values),
@@ -254,8 +285,7 @@ class StereoConvertVideo:
         job = ConversionJob(source=source, outputs=outputs, work_dir=work_dir, depth_video=depth_path,
                             max_frames=max_frames or None, option_names=OPTION_NAMES)
         plan = plan_conversion(job, settings)
-        models = LoadedModels({model_files.DEPTHCRAFTER: depthcrafter_model,
-                               model_files.STEREOCRAFTER: stereocrafter_model})
+        models = LoadedModels({depth_kind: depth_model, model_files.STEREOCRAFTER: stereocrafter_model})
         models.require(plan.model_kinds, MODEL_INPUTS)
         for kind in sorted(set(models.models) - set(plan.model_kinds)):
             log.info("Stereo Convert Video: the connected %s model is not used by this conversion.",
@@ -280,6 +310,20 @@ class StereoConvertVideo:
                   None if anaglyph_path is None else video_from_file(anaglyph_path),
                   "" if anaglyph_path is None else str(anaglyph_path))
         return {"ui": {"images": [preview], "animated": (True,)}, "result": result}
+
+
+def depth_model_kind(model) -> str | None:
+    """The engine's name of a connected depth model (a --depth-model name: DepthCrafter's kind, or the family
+    of a sized model), or None when none is connected."""
+    if model is None:
+        return None
+    kind = getattr(model, "kind", None)
+    family = next((name for name, kinds in model_files.FAMILIES.items() if kind in kinds), None)
+    if family is None and kind != model_files.DEPTHCRAFTER:
+        got = model_files.TITLES.get(kind, type(model).__name__)
+        raise StereoInputError(f"'depth_model' takes a depth model loader (DepthCrafter, Video Depth Anything or "
+                               f"Depth Anything V2), but a {got} model is connected.")
+    return family or kind
 
 
 def _wired(prompt, unique_id, slots) -> bool:

@@ -496,13 +496,13 @@ def convert_video(graph, pos, depth_video=None, depthcrafter=True, stereocrafter
         depth = graph.node("LoadVideo", (pos[0], pos[1] + 470), {"file": depth_video}, title="Load Video (depth)",
                            size=(320, 420))
         graph.link(depth, "VIDEO", convert, "depth_video")
-    loaders = [("SC3D_DepthCrafterModelLoader", "depthcrafter_model", depthcrafter),
-               ("SC3D_StereoCrafterModelLoader", "stereocrafter_model", stereocrafter)]
+    loaders = [("SC3D_DepthCrafterModelLoader", "depthcrafter_model", "depth_model", depthcrafter),
+               ("SC3D_StereoCrafterModelLoader", "stereocrafter_model", "stereocrafter_model", stereocrafter)]
     row = 0
-    for node_type, output, wanted in loaders:
+    for node_type, output, input_name, wanted in loaders:
         if wanted:
             loader = graph.node(node_type, (pos[0] - 40, pos[1] + 470 + 230 * row), size=(400, 190))
-            graph.link(loader, output, convert, output)
+            graph.link(loader, output, convert, input_name)
             row += 1
     save = graph.node("SaveVideo", (pos[0] + 920, pos[1]), {"filename_prefix": "stereo3d/sbs"}, size=(420, 500))
     graph.link(convert, "stereo", save, "video")
