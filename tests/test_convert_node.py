@@ -229,7 +229,8 @@ def test_cancel_during_inpainting_resumes_from_the_last_chunk(nodes, clip, folde
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"depth_video": None}, "needs depth: connect a depth video to 'depth_video', or a DepthCrafter Model Loader"),
+    ({"depth_video": None}, "needs depth: connect a depth video to 'depth_video', or a depth model loader .* to "
+                             "'depth_model'"),
     ({"filename_prefix": "../escape"}, "must name a file inside ComfyUI's output folder"),
     ({"filename_prefix": "/tmp/x"}, "must name a file inside ComfyUI's output folder"),
     ({"depth_video": "depth.mp4"}, "'depth_video' must be a VIDEO .* got str"),
