@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Callable
 
 from . import model_files
-from .model_files import DEPTHCRAFTER, STEREOCRAFTER, SVD
+from .model_files import DEPTHCRAFTER, STEREOCRAFTER, SVD, VDA_BASE, VDA_LARGE, VDA_SMALL
 
 # Weight variants in order of preference: a repository without the first gets the second.
 VARIANTS = {"fp16": ("fp16", None), "fp32": (None, "fp16")}
-ONLY = {"depth": (SVD, DEPTHCRAFTER), "inpaint": (SVD, STEREOCRAFTER)}
+ONLY = {"depth": (SVD, DEPTHCRAFTER), "inpaint": (SVD, STEREOCRAFTER),
+        # Video Depth Anything needs no SVD parts; Base and Large weights are CC-BY-NC (non-commercial).
+        "video-depth-anything": (VDA_SMALL,), "video-depth-anything-base": (VDA_BASE,),
+        "video-depth-anything-large": (VDA_LARGE,)}
 ALL = (SVD, DEPTHCRAFTER, STEREOCRAFTER)
 log = logging.getLogger(__name__)
 AGAIN = "run the same command again"
@@ -114,6 +117,8 @@ def _choose_files(kind: str, listing: dict[str, int], variant: str) -> tuple[lis
     chosen = [name for name in spec.extras if name in listing]
     lacking = [name for name in spec.configs if name not in listing]
     chosen += [name for name in spec.configs if name in listing]
+    lacking += [name for name in spec.checkpoints if name not in listing]
+    chosen += [name for name in spec.checkpoints if name in listing]
     for stem in spec.weights:
         for candidate in VARIANTS[variant]:
             single, index = model_files.weight_file_names(stem, candidate)
@@ -297,7 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Weight precision to fetch where a repository has both (fp16: half the size; the "
                              "loaders run fp32 from it too).")
     parser.add_argument("--only", choices=list(ONLY),
-                        help="depth: SVD parts + DepthCrafter; inpaint: SVD parts + StereoCrafter (default: all).")
+                        help="depth: SVD parts + DepthCrafter; inpaint: SVD parts + StereoCrafter; "
+                             "video-depth-anything: Video Depth Anything Small (Apache-2.0); "
+                             "video-depth-anything-base / -large: its Base / Large (weights CC-BY-NC-4.0, "
+                             "non-commercial use only) (default: SVD parts, DepthCrafter and StereoCrafter).")
     return parser
 
 
@@ -306,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     root = (args.models or model_files.env_model_roots()[0]).expanduser().resolve()
     kinds = ONLY[args.only] if args.only else ALL
     print(f"Models folder: {root}")
+    for kind in kinds:
+        if kind in model_files.LICENCES:
+            print(f"  {model_files.TITLES[kind]}: weights licensed {model_files.LICENCES[kind]}")
     plans = [plan_folder(kind, root / model_files.FOLDER_NAMES[kind], args.variant) for kind in kinds]
     print("\n".join(describe(plans, args.variant)), flush=True)
     try:

@@ -28,13 +28,25 @@ from .errors import StereoInputError
 SVD = "svd"
 DEPTHCRAFTER = "depthcrafter"
 STEREOCRAFTER = "stereocrafter"
+VDA_SMALL = "video-depth-anything-small"
+VDA_BASE = "video-depth-anything-base"
+VDA_LARGE = "video-depth-anything-large"
+VIDEO_DEPTH_ANYTHING = (VDA_SMALL, VDA_BASE, VDA_LARGE)
 
 DOWNLOADS = {
     SVD: "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
     DEPTHCRAFTER: "tencent/DepthCrafter",
     STEREOCRAFTER: "TencentARC/StereoCrafter",
+    VDA_SMALL: "depth-anything/Video-Depth-Anything-Small",
+    VDA_BASE: "depth-anything/Video-Depth-Anything-Base",
+    VDA_LARGE: "depth-anything/Video-Depth-Anything-Large",
 }
-TITLES = {SVD: "Stable Video Diffusion img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
+TITLES = {SVD: "Stable Video Diffusion img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter",
+          VDA_SMALL: "Video Depth Anything Small", VDA_BASE: "Video Depth Anything Base",
+          VDA_LARGE: "Video Depth Anything Large"}
+# Weight licences users must know of (the Video Depth Anything Base/Large weights are non-commercial).
+LICENCES = {VDA_SMALL: "Apache-2.0", VDA_BASE: "CC-BY-NC-4.0 (non-commercial use only)",
+            VDA_LARGE: "CC-BY-NC-4.0 (non-commercial use only)"}
 # Outside ComfyUI, the folders holding the downloads (os.pathsep-separated); default ./models/stereocrafter.
 MODELS_ENV = "STEREOCRAFTER_MODELS"
 
@@ -44,9 +56,12 @@ def env_model_roots() -> list[Path]:
 
 
 # Folder names as the README's download commands create them.
-FOLDER_NAMES = {SVD: "stable-video-diffusion-img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter"}
+FOLDER_NAMES = {SVD: "stable-video-diffusion-img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter",
+                VDA_SMALL: "Video-Depth-Anything-Small", VDA_BASE: "Video-Depth-Anything-Base",
+                VDA_LARGE: "Video-Depth-Anything-Large"}
 # The download command's --only choice that fetches each folder (the SVD folder comes with both).
-ONLY_CHOICE = {DEPTHCRAFTER: "depth", STEREOCRAFTER: "inpaint"}
+ONLY_CHOICE = {DEPTHCRAFTER: "depth", STEREOCRAFTER: "inpaint", VDA_SMALL: "video-depth-anything",
+               VDA_BASE: "video-depth-anything-base", VDA_LARGE: "video-depth-anything-large"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ class FolderFiles:
     configs: tuple[str, ...]
     weights: tuple[str, ...]  # stems: <stem>.safetensors, <stem>.fp16.safetensors, or a sharded index of either
     extras: tuple[str, ...] = ()  # fetched with the folder (small), not needed to load
+    checkpoints: tuple[str, ...] = ()  # single weight files used as published (no variants), e.g. .pth
 
 
 NEEDED_FILES = {
@@ -68,9 +84,13 @@ NEEDED_FILES = {
     DEPTHCRAFTER: FolderFiles(configs=("config.json",), weights=("diffusion_pytorch_model",)),
     STEREOCRAFTER: FolderFiles(configs=("unet_diffusers/config.json",),
                                weights=("unet_diffusers/diffusion_pytorch_model",)),
+    # Video Depth Anything: the one checkpoint of the repository, named after its ViT size.
+    VDA_SMALL: FolderFiles(configs=(), weights=(), checkpoints=("video_depth_anything_vits.pth",)),
+    VDA_BASE: FolderFiles(configs=(), weights=(), checkpoints=("video_depth_anything_vitb.pth",)),
+    VDA_LARGE: FolderFiles(configs=(), weights=(), checkpoints=("video_depth_anything_vitl.pth",)),
 }
 # Which weight variant the Hub repositories hold (for the manual `hf download` command).
-HUB_VARIANT = {SVD: "fp16", DEPTHCRAFTER: None, STEREOCRAFTER: None}
+HUB_VARIANT = {SVD: "fp16", DEPTHCRAFTER: None, STEREOCRAFTER: None, VDA_SMALL: None, VDA_BASE: None, VDA_LARGE: None}
 
 # Where each UNet lives inside its folder, and how many input channels it has.
 UNET_SUBFOLDER = {kind: posixpath.dirname(NEEDED_FILES[kind].weights[0]) for kind in (DEPTHCRAFTER, STEREOCRAFTER)}
@@ -116,7 +136,10 @@ def _read_json(path: Path) -> dict:
 
 
 def looks_like(folder: Path) -> str | None:
-    """Which of the three downloads `folder` looks like, from its layout alone."""
+    """Which of the downloads `folder` looks like, from its layout alone."""
+    for kind in VIDEO_DEPTH_ANYTHING:
+        if any((folder / name).is_file() for name in NEEDED_FILES[kind].checkpoints):
+            return kind
     if (folder / "model_index.json").is_file() or (folder / "vae").is_dir() or (folder / "image_encoder").is_dir():
         return SVD
     if (folder / "unet_diffusers").is_dir():
@@ -138,7 +161,7 @@ def manual_command(kind: str, folder: Path) -> str:
     """The `hf download` command that fetches exactly the files `kind`'s folder needs."""
     spec = NEEDED_FILES[kind]
     weights = [weight_file_names(stem, HUB_VARIANT[kind])[0] for stem in spec.weights]
-    files = " ".join([*spec.extras, *spec.configs, *weights])
+    files = " ".join([*spec.extras, *spec.configs, *weights, *spec.checkpoints])
     return f'hf download {DOWNLOADS[kind]} {files} --local-dir "{folder}"'
 
 
@@ -152,7 +175,7 @@ def how_to_fetch(kind: str, folder: Path, first: str = "") -> str:
 def missing_files(folder: Path, kind: str) -> list[str]:
     """The NEEDED_FILES of `kind` that `folder` lacks (plain or fp16 weights both count)."""
     spec = NEEDED_FILES[kind]
-    missing = [config for config in spec.configs if not (folder / config).is_file()]
+    missing = [name for name in (*spec.configs, *spec.checkpoints) if not (folder / name).is_file()]
     for stem in spec.weights:
         if find_weights(folder, stem) is None:
             missing.append(f"{stem}.safetensors (or {posixpath.basename(stem)}.fp16.safetensors)")
@@ -205,6 +228,26 @@ def check_unet_folder(folder: str | Path, kind: str) -> Path:
     if problem is not None:
         raise problem
     return Path(folder) / UNET_SUBFOLDER[kind]
+
+
+def video_depth_anything_kind(folder: str | Path) -> str:
+    """Which Video Depth Anything size a folder holds: by its checkpoint, else by its name (Small when
+    neither tells, so a missing folder gets the Small download's message)."""
+    folder = Path(folder)
+    held = looks_like(folder) if folder.is_dir() else None
+    if held in VIDEO_DEPTH_ANYTHING:
+        return held
+    named = [kind for kind in VIDEO_DEPTH_ANYTHING if FOLDER_NAMES[kind].lower() == folder.name.lower()]
+    return named[0] if named else VDA_SMALL
+
+
+def check_video_depth_anything_folder(folder: str | Path, first: str = "") -> tuple[str, Path]:
+    """The size and the checkpoint file of a Video Depth Anything folder."""
+    kind = video_depth_anything_kind(folder)
+    problem = folder_problem(folder, kind, first)
+    if problem is not None:
+        raise problem
+    return kind, Path(folder) / NEEDED_FILES[kind].checkpoints[0]
 
 
 def read_svd_config(folder: Path, sub: str, name: str) -> dict:

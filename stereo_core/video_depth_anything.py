@@ -278,3 +278,115 @@ def infer_video_depth(model: VideoDepthAnything, frames: torch.Tensor, input_siz
     pieces = [stream.push(frames[start:start + STEP]) for start in range(0, frames.shape[0], STEP)]
     pieces.append(stream.finish())
     return torch.cat(pieces)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def checkpoint_encoder(path: Path) -> str | None:
+    """The ViT size a published checkpoint's file name gives (video_depth_anything_vits.pth -> 'vits')."""
+    match = re.fullmatch(r"video_depth_anything_(vit[sbl])\.pth", Path(path).name)
+    return match.group(1) if match else None
+
+
+def load_network(path: str | Path, dtype: torch.dtype = torch.float32,
+                 device: torch.device | str = "cpu") -> VideoDepthAnything:
+    """The network of a published checkpoint file (all keys must match: strict loading)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise StereoInputError(f"Cannot read the Video Depth Anything checkpoint {path}: {error}. Download it "
+                               f"again.") from error
+    try:
+        config = config_from_state_dict(state)
+        network = VideoDepthAnything(config)
+        network.load_state_dict(state, strict=True)
+    except (KeyError, ValueError, RuntimeError) as error:
+        raise StereoInputError(f"{path} is not a Video Depth Anything checkpoint as published "
+                               f"({str(error).splitlines()[0]}). Download it again.") from error
+    return network.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+@dataclass
+class VideoDepthAnythingModel:
+    """A loaded Video Depth Anything: the network, its size and where it runs (moved there for the work)."""
+
+    network: VideoDepthAnything
+    kind: str  # model_files.VDA_SMALL / VDA_BASE / VDA_LARGE
+    encoder: str  # vits / vitb / vitl, as the checkpoint's file name says
+    placement: Placement
+    dtype: torch.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
+
+
+def load_video_depth_anything(folder: str | Path, dtype: str = "auto", device: torch.device | str = "cpu",
+                              offload_device: torch.device | str = "cpu", policy: str = "offload",
+                              memory: MemoryHooks | None = None) -> VideoDepthAnythingModel:
+    """Load a Video Depth Anything folder (`Video-Depth-Anything-Small` holding video_depth_anything_vits.pth;
+    Base/Large likewise). dtype: a loader choice (auto/fp16/bf16/fp32). The weights stay on
+    `offload_device` until the work moves them to `device` (policy as in stereo_core.placement)."""
+    kind, checkpoint = model_files.check_video_depth_anything_folder(folder)
+    placement = Placement(torch.device(device), torch.device(offload_device), policy, memory or MemoryHooks())
+    torch_dtype = resolve_dtype(dtype, placement.device)
+    home = placement.device if placement.policy == "keep" else placement.offload_device
+    network = load_network(checkpoint, torch_dtype, home)
+    return VideoDepthAnythingModel(network, kind, checkpoint_encoder(checkpoint) or "vits", placement, torch_dtype)
+
+
+def estimate_depth(model: VideoDepthAnythingModel, video: torch.Tensor, input_size: int = INPUT_SIZE,
+                   progress=None) -> torch.Tensor:
+    """Depth of a clip [T, H, W, 3] (float 0..1) min-max normalised over the clip (1 = nearest), [T, H, W].
+
+    progress(done, total) is called after each model window."""
+    from .frames import check_clip, check_finite
+
+    if getattr(model, "kind", None) not in model_files.VIDEO_DEPTH_ANYTHING:
+        got = model_files.TITLES.get(getattr(model, "kind", None), type(model).__name__)
+        raise StereoInputError(f"Video Depth Anything Depth needs a Video Depth Anything model, but a {got} model "
+                               f"is connected. Connect the Video Depth Anything Model Loader.")
+    video = check_clip(video, "image")
+    check_finite(video, "image")
+    frames, height, width, _ = video.shape
+    windows = window_count(frames)
+    depth = torch.empty(frames, height, width)
+    done = 0
+    with model.placement.use(model.network) as network:
+        stream = VideoDepthStream(network, height, width, input_size, model.device, model.dtype)
+        for start in range(0, frames, STEP):
+            piece = stream.push(video[start:start + STEP])
+            depth[done:done + piece.shape[0]] = piece
+            done += piece.shape[0]
+            if progress is not None:
+                progress(stream.windows_done, windows)
+        piece = stream.finish()
+        depth[done:done + piece.shape[0]] = piece
+    model.placement.memory.empty_cache(model.device)
+    if progress is not None:
+        progress(windows, windows)
+    low, high = float(depth.min()), float(depth.max())
+    return depth.sub_(low).div_(max(high - low, 1e-12))
+
+
+# --- compute -----------------------------------------------------------------------------------------
+
+
+def flops_per_frame(encoder: str, height: int, width: int, input_size: int = INPUT_SIZE) -> float:
+    """Floating-point operations per video frame of the published `encoder` (vits/vitb/vitl) on frames of
+    height x width: one 32-frame window counted on the meta device (no weights, no memory), divided by
+    the 22 new frames each window adds (matrix products and convolutions, as torch's FlopCounterMode counts)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if encoder not in ENCODERS:
+        raise StereoInputError(f"encoder '{encoder}' is not one of {', '.join(ENCODERS)}.")
+    rows, cols = model_input_size(height, width, input_size)
+    with torch.device("meta"):
+        network = VideoDepthAnything(ENCODERS[encoder]).eval()
+        window = torch.empty(1, WINDOW, 3, rows, cols)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        network(window)
+    return counter.get_total_flops() / STEP

@@ -152,6 +152,7 @@ def build_model_tree(root: Path) -> dict[str, Path]:
         "svd_fp16_only": build_svd_folder(root / "svd-fp16-only", fp16_only=True),
         "depthcrafter": build_depthcrafter_folder(root / "DepthCrafter"),
         "stereocrafter": build_stereocrafter_folder(root / "StereoCrafter"),
+        "video_depth_anything": build_video_depth_anything_folder(root / "Video-Depth-Anything-Small"),
     }
     incomplete = root / "svd-incomplete"
     shutil.copytree(tree["svd"], incomplete)
@@ -160,3 +161,30 @@ def build_model_tree(root: Path) -> dict[str, Path]:
     (incomplete / "vae" / "diffusion_pytorch_model.fp16.safetensors").unlink()
     tree["svd_incomplete"] = incomplete
     return tree
+
+
+# Video Depth Anything at a tiny width: 64-channel ViT (one 64-wide head, as the real sizes), 4 blocks.
+TINY_VDA_CONFIG = dict(embed_dim=64, depth=4, heads=1, features=32, out_channels=(32, 32, 32, 64), taps=(0, 1, 2, 3))
+
+
+def tiny_video_depth_anything(seed: int = 0):
+    """A random-weight Video Depth Anything with every parameter perturbed (the official temporal modules
+    start at zero, which would hide them)."""
+    from stereo_core.vda_network import NetworkConfig, VideoDepthAnything
+
+    torch.manual_seed(seed)
+    network = VideoDepthAnything(NetworkConfig(**TINY_VDA_CONFIG)).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            spread = float(parameter.std()) if parameter.numel() > 1 else 0.0
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * max(spread, 0.02) * 0.5)
+    return network
+
+
+def build_video_depth_anything_folder(folder: Path, encoder: str = "vits", seed: int = 0) -> Path:
+    """depth-anything/Video-Depth-Anything-<Size>: the one checkpoint, in the official key layout and file name
+    (the loader reads the architecture off the tensor shapes, so the tiny width loads the same way)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(tiny_video_depth_anything(seed).state_dict(), folder / f"video_depth_anything_{encoder}.pth")
+    return folder
