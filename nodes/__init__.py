@@ -17,6 +17,7 @@ from .geometry_nodes import (
 )
 from .inpaint_nodes import StereoColorMatch, StereoCrafterInpaintChunked
 from .model_nodes import DepthCrafterModelLoader, StereoCrafterModelLoader
+from .video_depth_anything_nodes import VideoDepthAnythingDepth, VideoDepthAnythingModelLoader
 
 register_model_folder()
 
@@ -38,6 +39,8 @@ _NODES = {
     "Stereo Comfort Check": StereoComfortCheck,
     "Auto Convergence": AutoConvergenceDepth,
     "Stereo Convert Video": StereoConvertVideo,
+    "Video Depth Anything Model Loader": VideoDepthAnythingModelLoader,
+    "Video Depth Anything Depth": VideoDepthAnythingDepth,
 }
 
 NODE_CLASS_MAPPINGS = {PREFIX + cls.__name__: cls for cls in _NODES.values()}

@@ -45,6 +45,7 @@ from .comfy_adapter import (
 )
 from .common import CATEGORY
 from .depth_anything_v2_nodes import DAV2_MODEL_TYPE
+from .video_depth_anything_nodes import VDA_MODEL_TYPE
 from .depth_nodes import DepthCrafterDepth
 from .geometry_nodes import DISPARITY_INPUTS, SBSCompose, disparity_settings
 from .inpaint_nodes import StereoCrafterInpaintChunked
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 _OUTPUT, _EMA = OutputSettings(), EmaSettings()
 
 # The depth loaders 'depth_model' takes (one input of their types joined: ComfyUI's union of types).
-DEPTH_MODEL_TYPES = (MODEL_TYPES[model_files.DEPTHCRAFTER], DAV2_MODEL_TYPE)
+DEPTH_MODEL_TYPES = (MODEL_TYPES[model_files.DEPTHCRAFTER], VDA_MODEL_TYPE, DAV2_MODEL_TYPE)
 
 # Settings shared with the per-stage nodes, under this node's names (both nodes have `steps`, `guidance`
 # and `overlap`): {this node's input: (the other node's input, the settings field)}.

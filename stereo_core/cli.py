@@ -440,8 +440,14 @@ def _load_depth_anything_v2(folder: Path, **options):
     return load_depth_anything_v2(folder, **options)
 
 
+def _load_video_depth_anything(folder: Path, **options):
+    from .video_depth_anything import load_video_depth_anything
+
+    return load_video_depth_anything(folder, **options)
+
+
 # How the command line loads each depth-model family's folder (dtype, policy, device as for the others).
-DEPTH_LOADERS = {model_files.DEPTH_ANYTHING_V2: _load_depth_anything_v2}
+DEPTH_LOADERS = {model_files.DAV2_FAMILY: _load_depth_anything_v2, model_files.VDA_FAMILY: _load_video_depth_anything}
 
 
 # --- progress -----------------------------------------------------------------------------------------

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 from . import model_files
-from .model_files import DAV2_KINDS, DEPTHCRAFTER, STEREOCRAFTER, SVD
+from .model_files import DAV2_KINDS, DEPTHCRAFTER, STEREOCRAFTER, SVD, VIDEO_DEPTH_ANYTHING
 
 # Weight variants in order of preference: a repository without the first gets the second.
 VARIANTS = {"fp16": ("fp16", None), "fp32": (None, "fp16")}
 ONLY = {"depth": (SVD, DEPTHCRAFTER), "inpaint": (SVD, STEREOCRAFTER),
-        **{model_files.ONLY_CHOICE[kind]: (kind,) for kind in DAV2_KINDS}}
+        # Depth Anything V2 and Video Depth Anything need no SVD parts.
+        **{model_files.ONLY_CHOICE[kind]: (kind,) for kind in DAV2_KINDS + VIDEO_DEPTH_ANYTHING}}
 ALL = (SVD, DEPTHCRAFTER, STEREOCRAFTER)
 log = logging.getLogger(__name__)
 AGAIN = "run the same command again"
@@ -115,6 +116,8 @@ def _choose_files(kind: str, listing: dict[str, int], variant: str) -> tuple[lis
     chosen = [name for name in spec.extras if name in listing]
     lacking = [name for name in spec.configs if name not in listing]
     chosen += [name for name in spec.configs if name in listing]
+    lacking += [name for name in spec.checkpoints if name not in listing]
+    chosen += [name for name in spec.checkpoints if name in listing]
     for stem in spec.weights:
         for candidate in VARIANTS[variant]:
             single, index = model_files.weight_file_names(stem, candidate)
@@ -303,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="depth: SVD parts + DepthCrafter; inpaint: SVD parts + StereoCrafter (default: those "
                              "three folders). "
                              + "; ".join(f"{model_files.ONLY_CHOICE[kind]}: {model_files.TITLES[kind]} only "
-                                         f"({model_files.LICENCES[kind]})" for kind in DAV2_KINDS) + ".")
+                                         f"({model_files.LICENCES[kind]})"
+                                         for kind in DAV2_KINDS + VIDEO_DEPTH_ANYTHING) + ".")
     return parser
 
 

@@ -34,11 +34,16 @@ DAV2_SMALL = "depth-anything-v2-small"
 DAV2_BASE = "depth-anything-v2-base"
 DAV2_LARGE = "depth-anything-v2-large"
 DAV2_KINDS = (DAV2_SMALL, DAV2_BASE, DAV2_LARGE)
-# Depth models that come in sizes: the engine asks for the family (a --depth-model name), the face picks the
+VDA_SMALL = "video-depth-anything-small"
+VDA_BASE = "video-depth-anything-base"
+VDA_LARGE = "video-depth-anything-large"
+VIDEO_DEPTH_ANYTHING = (VDA_SMALL, VDA_BASE, VDA_LARGE)
+# Depth models that come in sizes: the engine asks for the family (its --depth-model name), the face picks the
 # size (the command line's --depth-model-size, a loader's folder). Sizes in the order of MODEL_SIZES.
-DEPTH_ANYTHING_V2 = "depth-anything-v2"
+DAV2_FAMILY = "depth-anything-v2"
+VDA_FAMILY = "video-depth-anything"
 MODEL_SIZES = ("small", "base", "large")
-FAMILIES = {DEPTH_ANYTHING_V2: DAV2_KINDS}
+FAMILIES = {DAV2_FAMILY: DAV2_KINDS, VDA_FAMILY: VIDEO_DEPTH_ANYTHING}
 
 DOWNLOADS = {
     SVD: "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
@@ -47,13 +52,20 @@ DOWNLOADS = {
     DAV2_SMALL: "depth-anything/Depth-Anything-V2-Small-hf",
     DAV2_BASE: "depth-anything/Depth-Anything-V2-Base-hf",
     DAV2_LARGE: "depth-anything/Depth-Anything-V2-Large-hf",
+    VDA_SMALL: "depth-anything/Video-Depth-Anything-Small",
+    VDA_BASE: "depth-anything/Video-Depth-Anything-Base",
+    VDA_LARGE: "depth-anything/Video-Depth-Anything-Large",
 }
 TITLES = {SVD: "Stable Video Diffusion img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter",
           DAV2_SMALL: "Depth Anything V2 Small", DAV2_BASE: "Depth Anything V2 Base",
-          DAV2_LARGE: "Depth Anything V2 Large", DEPTH_ANYTHING_V2: "Depth Anything V2"}
-# The weights' licences, stated where they are offered (Base and Large may not be used commercially).
-LICENCES = {DAV2_SMALL: "Apache-2.0", DAV2_BASE: "CC-BY-NC-4.0 (non-commercial)",
-            DAV2_LARGE: "CC-BY-NC-4.0 (non-commercial)"}
+          DAV2_LARGE: "Depth Anything V2 Large",
+          VDA_SMALL: "Video Depth Anything Small", VDA_BASE: "Video Depth Anything Base",
+          VDA_LARGE: "Video Depth Anything Large",
+          DAV2_FAMILY: "Depth Anything V2", VDA_FAMILY: "Video Depth Anything"}
+# The weights' licences, stated where they are offered (Base and Large of both may not be used commercially).
+NON_COMMERCIAL = "CC-BY-NC-4.0 (non-commercial use only)"
+LICENCES = {DAV2_SMALL: "Apache-2.0", DAV2_BASE: NON_COMMERCIAL, DAV2_LARGE: NON_COMMERCIAL,
+            VDA_SMALL: "Apache-2.0", VDA_BASE: NON_COMMERCIAL, VDA_LARGE: NON_COMMERCIAL}
 # Outside ComfyUI, the folders holding the downloads (os.pathsep-separated); default ./models/stereocrafter.
 MODELS_ENV = "STEREOCRAFTER_MODELS"
 
@@ -65,10 +77,13 @@ def env_model_roots() -> list[Path]:
 # Folder names as the README's download commands create them.
 FOLDER_NAMES = {SVD: "stable-video-diffusion-img2vid-xt-1-1", DEPTHCRAFTER: "DepthCrafter", STEREOCRAFTER: "StereoCrafter",
                 DAV2_SMALL: "Depth-Anything-V2-Small-hf", DAV2_BASE: "Depth-Anything-V2-Base-hf",
-                DAV2_LARGE: "Depth-Anything-V2-Large-hf"}
+                DAV2_LARGE: "Depth-Anything-V2-Large-hf",
+                VDA_SMALL: "Video-Depth-Anything-Small", VDA_BASE: "Video-Depth-Anything-Base",
+                VDA_LARGE: "Video-Depth-Anything-Large"}
 # The download command's --only choice that fetches each folder (the SVD folder comes with both).
 ONLY_CHOICE = {DEPTHCRAFTER: "depth", STEREOCRAFTER: "inpaint", DAV2_SMALL: DAV2_SMALL, DAV2_BASE: DAV2_BASE,
-               DAV2_LARGE: DAV2_LARGE}
+               DAV2_LARGE: DAV2_LARGE, VDA_SMALL: "video-depth-anything",
+               VDA_BASE: "video-depth-anything-base", VDA_LARGE: "video-depth-anything-large"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,7 @@ class FolderFiles:
     configs: tuple[str, ...]
     weights: tuple[str, ...]  # stems: <stem>.safetensors, <stem>.fp16.safetensors, or a sharded index of either
     extras: tuple[str, ...] = ()  # fetched with the folder (small), not needed to load
+    checkpoints: tuple[str, ...] = ()  # single weight files used as published (no variants), e.g. .pth
 
 
 NEEDED_FILES = {
@@ -92,9 +108,14 @@ NEEDED_FILES = {
                                weights=("unet_diffusers/diffusion_pytorch_model",)),
     **{kind: FolderFiles(configs=("config.json", "preprocessor_config.json"), weights=("model",))
        for kind in DAV2_KINDS},
+    # Video Depth Anything: the one checkpoint of the repository, named after its ViT size.
+    VDA_SMALL: FolderFiles(configs=(), weights=(), checkpoints=("video_depth_anything_vits.pth",)),
+    VDA_BASE: FolderFiles(configs=(), weights=(), checkpoints=("video_depth_anything_vitb.pth",)),
+    VDA_LARGE: FolderFiles(configs=(), weights=(), checkpoints=("video_depth_anything_vitl.pth",)),
 }
 # Which weight variant the Hub repositories hold (for the manual `hf download` command).
-HUB_VARIANT = {SVD: "fp16", DEPTHCRAFTER: None, STEREOCRAFTER: None, **{kind: None for kind in DAV2_KINDS}}
+HUB_VARIANT = {SVD: "fp16", DEPTHCRAFTER: None, STEREOCRAFTER: None,
+               **{kind: None for kind in DAV2_KINDS + VIDEO_DEPTH_ANYTHING}}
 # A Depth Anything V2 folder's size, from its config.json's backbone width.
 DAV2_WIDTHS = {384: DAV2_SMALL, 768: DAV2_BASE, 1024: DAV2_LARGE}
 
@@ -144,7 +165,10 @@ def _read_json(path: Path) -> dict:
 read_json = _read_json  # for the loaders outside this module
 
 def looks_like(folder: Path) -> str | None:
-    """Which download `folder` looks like, from its layout alone."""
+    """Which of the downloads `folder` looks like, from its layout alone."""
+    for kind in VIDEO_DEPTH_ANYTHING:
+        if any((folder / name).is_file() for name in NEEDED_FILES[kind].checkpoints):
+            return kind
     if (folder / "model_index.json").is_file() or (folder / "vae").is_dir() or (folder / "image_encoder").is_dir():
         return SVD
     if (folder / "unet_diffusers").is_dir():
@@ -169,7 +193,7 @@ def manual_command(kind: str, folder: Path) -> str:
     """The `hf download` command that fetches exactly the files `kind`'s folder needs."""
     spec = NEEDED_FILES[kind]
     weights = [weight_file_names(stem, HUB_VARIANT[kind])[0] for stem in spec.weights]
-    files = " ".join([*spec.extras, *spec.configs, *weights])
+    files = " ".join([*spec.extras, *spec.configs, *weights, *spec.checkpoints])
     return f'hf download {DOWNLOADS[kind]} {files} --local-dir "{folder}"'
 
 
@@ -183,7 +207,7 @@ def how_to_fetch(kind: str, folder: Path, first: str = "") -> str:
 def missing_files(folder: Path, kind: str) -> list[str]:
     """The NEEDED_FILES of `kind` that `folder` lacks (plain or fp16 weights both count)."""
     spec = NEEDED_FILES[kind]
-    missing = [config for config in spec.configs if not (folder / config).is_file()]
+    missing = [name for name in (*spec.configs, *spec.checkpoints) if not (folder / name).is_file()]
     for stem in spec.weights:
         if find_weights(folder, stem) is None:
             missing.append(f"{stem}.safetensors (or {posixpath.basename(stem)}.fp16.safetensors)")
@@ -236,6 +260,26 @@ def check_unet_folder(folder: str | Path, kind: str) -> Path:
     if problem is not None:
         raise problem
     return Path(folder) / UNET_SUBFOLDER[kind]
+
+
+def video_depth_anything_kind(folder: str | Path) -> str:
+    """Which Video Depth Anything size a folder holds: by its checkpoint, else by its name (Small when
+    neither tells, so a missing folder gets the Small download's message)."""
+    folder = Path(folder)
+    held = looks_like(folder) if folder.is_dir() else None
+    if held in VIDEO_DEPTH_ANYTHING:
+        return held
+    named = [kind for kind in VIDEO_DEPTH_ANYTHING if FOLDER_NAMES[kind].lower() == folder.name.lower()]
+    return named[0] if named else VDA_SMALL
+
+
+def check_video_depth_anything_folder(folder: str | Path, first: str = "") -> tuple[str, Path]:
+    """The size and the checkpoint file of a Video Depth Anything folder."""
+    kind = video_depth_anything_kind(folder)
+    problem = folder_problem(folder, kind, first)
+    if problem is not None:
+        raise problem
+    return kind, Path(folder) / NEEDED_FILES[kind].checkpoints[0]
 
 
 def read_svd_config(folder: Path, sub: str, name: str) -> dict:

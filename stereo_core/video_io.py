@@ -444,8 +444,7 @@ def _stream_packets(av, output, source: Path, choice: StreamChoice, start: Fract
         value = next((stream.metadata[name] for name in names if stream.metadata.get(name)), None)
         if value is not None:
             target.metadata[key] = value
-    if hasattr(stream, "disposition"):  # PyAV 15+
-        target.disposition = stream.disposition
+    target.disposition = stream.disposition
     return target, packets
 
 

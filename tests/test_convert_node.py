@@ -198,7 +198,7 @@ def test_cancel_during_inpainting_resumes_from_the_last_chunk(nodes, clip, folde
     """With both models: DepthCrafter's passes and the inpainted chunks are kept and resumed."""
     video, _ = clip
     frames = 8
-    models = dict(depthcrafter_model=depthcrafter_model, stereocrafter_model=stereocrafter_model, max_frames=frames,
+    models = dict(depth_model=depthcrafter_model, stereocrafter_model=stereocrafter_model, max_frames=frames,
                   depth_max_res=64, depth_steps=1, depth_window=6, depth_overlap=2, inpaint_steps=1, frames_chunk=4,
                   inpaint_overlap=1, segment_frames=3, seed=3)
     _, uninterrupted, _, _ = run(nodes, PathVideo(video), filename_prefix="whole", **models)["result"]

@@ -12,6 +12,7 @@ from test_scenes import in_order, make_scene_video, pictures  # noqa: F401 (pict
 
 from stereo_core import cli, model_files
 from stereo_core import depth_anything_v2 as dav2
+from stereo_core import video_depth_anything as vda
 from stereo_core.engine import ConversionJob, ConversionSettings, LoadedModels, OutputSettings, Reporter, convert
 from stereo_core.engine import depth as engine_depth
 from stereo_core.engine.depth_models import pack_state, unpack_state
@@ -37,8 +38,20 @@ def three_scenes(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def long_source(tmp_path_factory):
+    """Long enough for two Video Depth Anything windows (32 frames, then 22 more)."""
+    return make_video(tmp_path_factory.mktemp("depth_models_long") / "long.mp4", frames=40, width=WIDTH,
+                      height=HEIGHT, fps=Fraction(24))
+
+
+@pytest.fixture(scope="module")
 def dav2_model(model_tree):
     return dav2.load_depth_anything_v2(model_tree["dav2"], dtype="fp32")
+
+
+@pytest.fixture(scope="module")
+def vda_model(model_tree):
+    return vda.load_video_depth_anything(model_tree["video_depth_anything"], dtype="fp32")
 
 
 def minmax(depth):
@@ -50,6 +63,28 @@ def expected_dav2(model, frames, ema=EMA):
     return minmax(dav2.estimate_depth(model, frames, input_size=INPUT_SIZE, normalize="ema", ema=ema))
 
 
+def expected_vda(model, frames, ema=None):
+    """What the engine's Video Depth Anything depth is: the library's, min-max over the run."""
+    return vda.estimate_depth(model, frames, input_size=INPUT_SIZE)
+
+
+# The engine's name of each model, its family (the kind the engine asks the face for), its fixture, its
+# expected depth, and its loader node with the folder the tiny tree has.
+MODELS = {
+    "depth-anything-v2": (model_files.DAV2_FAMILY, "dav2_model", expected_dav2,
+                          "SC3D_DepthAnythingV2ModelLoader", "Depth-Anything-V2-Small-hf"),
+    "video-depth-anything": (model_files.VDA_FAMILY, "vda_model", expected_vda,
+                             "SC3D_VideoDepthAnythingModelLoader", "Video-Depth-Anything-Small"),
+}
+each_model = pytest.mark.parametrize("name", list(MODELS))
+
+
+def loaded(request, name):
+    family, fixture, expected, _, _ = MODELS[name]
+    model = request.getfixturevalue(fixture)
+    return LoadedModels({family: model}), partial(expected, model)
+
+
 def assert_depth_pictures(pictures, expected):
     got = pictures[..., 0].int()
     assert got.shape == expected.shape[:1] + got.shape[1:]
@@ -59,21 +94,27 @@ def assert_depth_pictures(pictures, expected):
 # --- the command line ---------------------------------------------------------------------------------------
 
 
-def test_the_command_line_converts_with_depth_anything_v2(source, tmp_path, models_dir, dav2_model, pictures):
+@each_model
+def test_the_command_line_converts_with_the_depth_model(name, source, tmp_path, models_dir, request, pictures):
     output = tmp_path / "clip_sbs.mp4"
-    assert cli.main([str(source), "-o", str(output), "--models", str(models_dir), "--depth-model",
-                     "depth-anything-v2", "--depth-input-size", str(INPUT_SIZE), "--depth-ema-buffer", "3",
-                     "--depth-ema-decay", "0.5", "--save-depth", *FAST]) == 0
+    assert cli.main([str(source), "-o", str(output), "--models", str(models_dir), "--depth-model", name,
+                     "--depth-input-size", str(INPUT_SIZE), "--depth-ema-buffer", "3", "--depth-ema-decay", "0.5",
+                     "--save-depth", *FAST]) == 0
     assert read_video(output).frames.shape[0] == FRAMES
-    assert_depth_pictures(in_order(pictures, "depth"), expected_dav2(dav2_model, read_video(source).frames))
+    _, expected = loaded(request, name)
+    assert_depth_pictures(in_order(pictures, "depth"), expected(read_video(source).frames))
 
 
-def test_a_missing_depth_model_folder_names_its_download(source, tmp_path, models_dir, capsys):
+@pytest.mark.parametrize("name, title, only", [
+    ("depth-anything-v2", "Depth Anything V2 Large", "depth-anything-v2-large"),
+    ("video-depth-anything", "Video Depth Anything Large", "video-depth-anything-large"),
+])
+def test_a_missing_depth_model_folder_names_its_download(name, title, only, source, tmp_path, models_dir, capsys):
     assert cli.main([str(source), "-o", str(tmp_path / "a.mp4"), "--models", str(models_dir), "--depth-model",
-                     "depth-anything-v2", "--depth-model-size", "large", *FAST]) == 2
+                     name, "--depth-model-size", "large", *FAST]) == 2
     error = capsys.readouterr().err
-    assert "Depth Anything V2 Large folder" in error
-    assert f'python -m stereo_core download --models "{models_dir}" --only depth-anything-v2-large' in error
+    assert f"{title} folder" in error
+    assert f'python -m stereo_core download --models "{models_dir}" --only {only}' in error
     assert not (tmp_path / "a.mp4").exists()
 
 
@@ -111,20 +152,24 @@ class Notices(Reporter):
         self.notices.append(message)
 
 
-@pytest.mark.parametrize("ema", [EMA, dav2.EmaSettings()], ids=["short-look-ahead", "look-ahead-past-the-clip"])
-def test_a_depth_anything_v2_run_killed_in_its_depth_resumes_to_the_identical_video(ema, source, tmp_path,
-                                                                                  dav2_model, pictures, monkeypatch):
-    monkeypatch.setattr(engine_depth, "PIECE_FRAMES", 4)  # pieces of 4, 4 and 2 frames, a state after each
-    models = LoadedModels({model_files.DEPTH_ANYTHING_V2: dav2_model})
-    settings = ConversionSettings(depth_model="depth-anything-v2", depth_input_size=INPUT_SIZE, depth_ema=ema,
-                                  inpaint=None, output=OutputSettings(segment_frames=4))
-    job = ConversionJob(source=source, outputs={"stereo": tmp_path / "a.mp4", "depth": tmp_path / "d.mp4"},
+@pytest.mark.parametrize("name, ema", [("depth-anything-v2", EMA), ("depth-anything-v2", dav2.EmaSettings(buffer=50)),
+                                       ("video-depth-anything", EMA)],
+                         ids=["dav2-short-look-ahead", "dav2-look-ahead-past-the-clip", "vda"])
+def test_a_run_killed_in_its_depth_resumes_to_the_identical_video(name, ema, long_source, tmp_path, request,
+                                                                  pictures, monkeypatch):
+    # Pieces of 16, 16 and 8 frames, a state after each: Video Depth Anything's first window runs in the
+    # second piece, so the state after it carries keyframes, reference depth and the frames awaiting the fade.
+    monkeypatch.setattr(engine_depth, "PIECE_FRAMES", 16)
+    models, expected = loaded(request, name)
+    settings = ConversionSettings(depth_model=name, depth_input_size=INPUT_SIZE, depth_ema=ema, inpaint=None,
+                                  output=OutputSettings(segment_frames=16))
+    job = ConversionJob(source=long_source, outputs={"stereo": tmp_path / "a.mp4", "depth": tmp_path / "d.mp4"},
                         work_dir=tmp_path / "work", keep_work=True)
     convert(job, settings, models)
     uninterrupted = {kind: in_order(pictures, kind) for kind in ("stereo", "depth")}
-    assert_depth_pictures(uninterrupted["depth"], expected_dav2(dav2_model, read_video(source).frames, ema))
+    assert_depth_pictures(uninterrupted["depth"], expected(read_video(long_source).frames, ema=ema))
     (depth_folder,) = (tmp_path / "work").glob("depth-*")
-    for killed_in in ("raw-0000008.safetensors", "raw-0000004.safetensors"):
+    for killed_in in ("raw-0000032.safetensors", "raw-0000016.safetensors"):
         # A kill inside a piece leaves no file of it (each is written whole); the outputs are redone.
         (depth_folder / killed_in).unlink()
         shutil.rmtree(next((tmp_path / "work").glob("encode-*")))
@@ -144,24 +189,24 @@ def scene_job(source, folder, name):
                          work_dir=folder / f"{name}.work")
 
 
-def test_depth_anything_v2_under_split_scenes_normalises_each_scene_on_its_own(three_scenes, tmp_path, dav2_model,
-                                                                                pictures):
-    settings = ConversionSettings(depth_model="depth-anything-v2", depth_input_size=INPUT_SIZE, depth_ema=EMA,
-                                  inpaint=None)
-    models = LoadedModels({model_files.DEPTH_ANYTHING_V2: dav2_model})
+@each_model
+def test_split_scenes_normalise_each_scene_on_its_own(name, three_scenes, tmp_path, request, pictures):
+    settings = ConversionSettings(depth_model=name, depth_input_size=INPUT_SIZE, depth_ema=EMA, inpaint=None)
+    models, expected = loaded(request, name)
     convert_scenes(scene_job(three_scenes, tmp_path, "scenes"), settings, SceneSettings(min_scene_frames=4), models)
     frames = read_video(three_scenes).frames
-    expected = torch.cat([expected_dav2(dav2_model, frames[first:first + 8]) for first in (0, 8, 16)])
-    assert_depth_pictures(in_order(pictures, "depth"), expected)
+    assert_depth_pictures(in_order(pictures, "depth"),
+                          torch.cat([expected(frames[first:first + 8]) for first in (0, 8, 16)]))
 
 
-def test_depth_anything_v2_on_ray_gives_the_one_process_video(three_scenes, tmp_path, models_dir, pictures):
+@each_model
+def test_ray_gives_the_one_process_video(name, three_scenes, tmp_path, models_dir, pictures):
     pytest.importorskip("ray")
     from stereo_core.engine.distributed import RayRunner, RaySession, WorkerSpec
 
     args = cli.build_parser().parse_args([str(three_scenes), "--models", str(models_dir), "--device", "cpu",
-                                          "--depth-model", "depth-anything-v2", "--depth-input-size",
-                                          str(INPUT_SIZE), "--no-inpaint"])
+                                          "--depth-model", name, "--depth-input-size", str(INPUT_SIZE),
+                                          "--no-inpaint"])
     settings, scenes = cli.settings_of(args), SceneSettings(min_scene_frames=4)
     convert_scenes(scene_job(three_scenes, tmp_path, "local"), settings, scenes,
                    cli.CommandLineModels(args, torch.device("cpu")))
@@ -182,25 +227,26 @@ def test_depth_anything_v2_on_ray_gives_the_one_process_video(three_scenes, tmp_
 
 def test_stereo_convert_video_takes_any_depth_loader_on_one_input(nodes, pack):
     spec = nodes["SC3D_StereoConvertVideo"].INPUT_TYPES()["optional"]["depth_model"]
-    loaders = ["SC3D_DepthCrafterModelLoader", "SC3D_DepthAnythingV2ModelLoader"]
+    loaders = ["SC3D_DepthCrafterModelLoader", "SC3D_VideoDepthAnythingModelLoader", "SC3D_DepthAnythingV2ModelLoader"]
     assert spec[0].split(",") == [nodes[name].RETURN_TYPES[0] for name in loaders]
     assert all(name in spec[1]["tooltip"] for name in ("DepthCrafter", "Video Depth Anything", "Depth Anything V2"))
 
 
-def test_stereo_convert_video_converts_with_a_depth_anything_v2_loader(nodes, source, tmp_path, models_dir,
-                                                                        dav2_model, monkeypatch):
+@each_model
+def test_stereo_convert_video_converts_with_the_depth_loader(name, nodes, source, tmp_path, models_dir, request,
+                                                             monkeypatch):
     from test_convert_node import PathVideo, run
 
     monkeypatch.setenv("STEREOCRAFTER_OUTPUT", str(tmp_path / "output"))
     monkeypatch.setenv("STEREOCRAFTER_TEMP", str(tmp_path / "temp"))
-    (loaded,) = nodes["SC3D_DepthAnythingV2ModelLoader"]().load("Depth-Anything-V2-Small-hf", "fp32")
-    _, path, _, _ = run(nodes, PathVideo(source), depth_model=loaded, depth_input_size=INPUT_SIZE,
+    *_, loader, folder = MODELS[name]
+    (model,) = nodes[loader]().load(folder, "fp32")
+    _, path, _, _ = run(nodes, PathVideo(source), depth_model=model, depth_input_size=INPUT_SIZE,
                         depth_ema_buffer=3, depth_ema_decay=0.5)["result"]
-    # The same conversion through the engine with the library's model: the node ran Depth Anything V2.
-    settings = ConversionSettings(depth_model="depth-anything-v2", depth_input_size=INPUT_SIZE, depth_ema=EMA,
-                                  inpaint=None)
+    # The same conversion through the engine with the library's model: the node ran that depth model.
+    settings = ConversionSettings(depth_model=name, depth_input_size=INPUT_SIZE, depth_ema=EMA, inpaint=None)
     job = ConversionJob(source=source, outputs={"stereo": tmp_path / "engine.mp4"}, work_dir=tmp_path / "work")
-    convert(job, settings, LoadedModels({model_files.DEPTH_ANYTHING_V2: dav2_model}))
+    convert(job, settings, loaded(request, name)[0])
     assert torch.equal(read_video(path).frames, read_video(tmp_path / "engine.mp4").frames)
 
 
@@ -211,3 +257,6 @@ def test_stereo_convert_video_refuses_a_model_that_gives_no_depth(nodes, source,
     monkeypatch.setenv("STEREOCRAFTER_OUTPUT", str(tmp_path / "output"))
     with pytest.raises(ValueError, match="'depth_model' takes a depth model loader .* StereoCrafter model"):
         run(nodes, PathVideo(source), depth_model=stereocrafter_model)
+    # A workflow saved when the input was 'depthcrafter_model' still hands its model over under that name.
+    with pytest.raises(ValueError, match="'depth_model' takes a depth model loader .* StereoCrafter model"):
+        run(nodes, PathVideo(source), depthcrafter_model=stereocrafter_model)

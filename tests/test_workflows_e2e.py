@@ -37,7 +37,8 @@ def assert_left_eye_is_input(path, input_path, width=WIDTH, height=HEIGHT):
     assert (left - read_video(input_path).frames).abs().mean() < CODEC_TOLERANCE
 
 
-STEREO_WORKFLOWS = ["auto_convergence", "bring_your_own_depth", "full_pipeline", "videohelpersuite_full_pipeline"]
+STEREO_WORKFLOWS = ["auto_convergence", "bring_your_own_depth", "full_pipeline", "videohelpersuite_full_pipeline",
+                    "video_depth_anything"]
 
 
 @pytest.mark.parametrize("name", STEREO_WORKFLOWS)

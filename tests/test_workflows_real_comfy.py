@@ -44,6 +44,7 @@ EXPECTED = {  # workflow -> {output prefix: (width factor, height factor, audio)
     "stage1_splatting": {"splatting_grid": (2, 2, "aac")},
     "stage2_inpainting": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     "videohelpersuite_full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
+    "video_depth_anything": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
 }
 COMFORT_PLOTS = {"auto_convergence", "comfort_check"}  # workflows whose Preview Image shows the comfort plot
 CURVE_COLOURS = [(230, 120, 20), (40, 90, 200), (120, 50, 160)]  # nearest, median, farthest (comfort_plot.py)

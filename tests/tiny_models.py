@@ -153,6 +153,7 @@ def build_model_tree(root: Path) -> dict[str, Path]:
         "depthcrafter": build_depthcrafter_folder(root / "DepthCrafter"),
         "stereocrafter": build_stereocrafter_folder(root / "StereoCrafter"),
         "dav2": build_depth_anything_v2_folder(root / "Depth-Anything-V2-Small-hf"),
+        "video_depth_anything": build_video_depth_anything_folder(root / "Video-Depth-Anything-Small"),
     }
     incomplete = root / "svd-incomplete"
     shutil.copytree(tree["svd"], incomplete)
@@ -205,4 +206,31 @@ def build_depth_anything_v2_folder(folder: Path) -> Path:
     """depth-anything/Depth-Anything-V2-Small-hf's layout: config.json, model.safetensors, preprocessor_config.json."""
     tiny_depth_anything_v2().save_pretrained(folder, safe_serialization=True)
     (folder / "preprocessor_config.json").write_text(json.dumps(DAV2_PREPROCESSOR_CONFIG, indent=2))
+    return folder
+
+
+# Video Depth Anything at a tiny width: 64-channel ViT (one 64-wide head, as the real sizes), 4 blocks.
+TINY_VDA_CONFIG = dict(embed_dim=64, depth=4, heads=1, features=32, out_channels=(32, 32, 32, 64), taps=(0, 1, 2, 3))
+
+
+def tiny_video_depth_anything(seed: int = 0):
+    """A random-weight Video Depth Anything with every parameter perturbed (the official temporal modules
+    start at zero, which would hide them)."""
+    from stereo_core.vda_network import NetworkConfig, VideoDepthAnything
+
+    torch.manual_seed(seed)
+    network = VideoDepthAnything(NetworkConfig(**TINY_VDA_CONFIG)).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in network.parameters():
+            spread = float(parameter.std()) if parameter.numel() > 1 else 0.0
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * max(spread, 0.02) * 0.5)
+    return network
+
+
+def build_video_depth_anything_folder(folder: Path, encoder: str = "vits", seed: int = 0) -> Path:
+    """depth-anything/Video-Depth-Anything-<Size>: the one checkpoint, in the official key layout and file name
+    (the loader reads the architecture off the tensor shapes, so the tiny width loads the same way)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(tiny_video_depth_anything(seed).state_dict(), folder / f"video_depth_anything_{encoder}.pth")
     return folder

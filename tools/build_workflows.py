@@ -230,6 +230,15 @@ def depthcrafter(graph, images, pos):
     return depth
 
 
+def vda_depth(graph, images, pos):
+    """Video Depth Anything Model Loader + Video Depth Anything Depth on `images`: the depth node."""
+    loader = graph.node("SC3D_VideoDepthAnythingModelLoader", (pos[0] - 440, pos[1] + 320), size=(400, 130))
+    depth = graph.node("SC3D_VideoDepthAnythingDepth", pos, size=(330, 120))
+    graph.link(loader, "video_depth_anything_model", depth, "video_depth_anything_model")
+    graph.link(images[0], images[1], depth, "image")
+    return depth
+
+
 def warp(graph, images, depth, pos):
     node = graph.node("SC3D_ForwardWarpStereo", pos, size=(330, 230))
     graph.link(images[0], images[1], node, "image")
@@ -352,6 +361,32 @@ def full_pipeline():
     filled = depth_warp_inpaint(graph, (components, "images"))
     save_stereo_outputs(graph, (components, "images"), (filled, "right"), 1560, 0, core_saver(graph, components))
     graph.save("full_pipeline")
+
+
+def video_depth_anything():
+    graph = Graph()
+    graph.note(
+        "2D to 3D with Video Depth Anything depth\n\n"
+        "1. Models, once: turn on download_if_missing in the loaders to fetch them into "
+        "ComfyUI/models/stereocrafter/ on the first run (Stable Video Diffusion is gated: accept its licence on "
+        "Hugging Face and run `hf auth login` first), or use the pack's download command (README, 'Models'). "
+        "Needed: Video-Depth-Anything-Small (Apache-2.0; -Base and -Large are CC-BY-NC-4.0, non-commercial), "
+        "stable-video-diffusion-img2vid-xt-1-1 and StereoCrafter.\n"
+        "2. Load Video: your clip.\n"
+        "3. Video Depth Anything Depth: much faster than DepthCrafter; input_size 518 is the reference, lower is "
+        "faster and coarser.\n"
+        f"4. {STRENGTH_STEP}\n"
+        f"5. {INPAINT_STEP}\n"
+        "6. Queue. output/stereo3d/ gets a full side-by-side video and a red/cyan anaglyph with the source's "
+        "frame rate and audio.",
+        (0, -400), size=(600, 360))
+    components = load_video(graph, "input_video.mp4", (0, 0))
+    images = (components, "images")
+    depth = vda_depth(graph, images, (440, 140))
+    right = warp(graph, images, (depth, "depth"), (810, 140))
+    filled = inpaint(graph, images, (right, "right"), (right, "occlusion"), (1180, 140))
+    save_stereo_outputs(graph, images, (filled, "right"), 1560, 0, core_saver(graph, components))
+    graph.save("video_depth_anything")
 
 
 def stage1_splatting():
@@ -544,7 +579,7 @@ def long_video_bring_your_own_depth():
 
 WORKFLOWS = (auto_convergence, bring_your_own_depth, comfort_check, depthcrafter_depth, full_pipeline,
              long_video_bring_your_own_depth, long_video_full_pipeline, stage1_splatting, stage2_inpainting,
-             videohelpersuite_full_pipeline)
+             videohelpersuite_full_pipeline, video_depth_anything)
 
 if __name__ == "__main__":
     for build in WORKFLOWS:

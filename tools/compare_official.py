@@ -16,6 +16,16 @@ docs/reference_comparison.md for the commands. Then:
 
 matplotlib is only needed for the grid's depth picture; without it that row is skipped.
 
+Video Depth Anything is compared against a checkout of GitHub DepthAnything/Video-Depth-Anything
+(its own stage, no StereoCrafter checkout needed):
+
+    .venv/bin/python tools/compare_official.py --video-depth-anything /tmp/vda-scratch/official --stages vda
+
+Its `infer_video_depth` runs as published on seeded random ViT-S weights with every parameter
+perturbed (its temporal modules start at zero), fp32 on the CPU; needs cv2 (opencv-python-headless).
+Shims: easydict (an attribute dict) and torchvision.transforms.Compose (apply in order) are stood in
+when missing; tqdm's bar is silenced. Nothing else is changed.
+
 Shims (here, never in the checkouts) and why they are needed:
   * decord, cv2, fire, mediapy, torchvision.io: not installed here; the scripts import them
     at the top. decord's VideoReader is replaced by one that serves our frames, cv2's video
@@ -535,21 +545,106 @@ def compare_tiles(inpainting, tree, quick: bool, sizes=TILE_SIZES):
 # --- main ----------------------------------------------------------------------------------------
 
 
+# --- Video Depth Anything ----------------------------------------------------------------------------
+
+
+def import_official_vda(checkout: Path):
+    """The official VideoDepthAnything class (its package imports easydict and torchvision's Compose)."""
+    if importlib.util.find_spec("easydict") is None:
+        class EasyDict(dict):
+            __getattr__ = dict.__getitem__
+
+        _module("easydict", EasyDict=EasyDict)
+    if importlib.util.find_spec("torchvision") is None:
+        class Compose:
+            def __init__(self, steps):
+                self.steps = steps
+
+            def __call__(self, sample):
+                for step in self.steps:
+                    sample = step(sample)
+                return sample
+
+        _module("torchvision").__path__ = []
+        sys.modules["torchvision"].transforms = _module("torchvision.transforms", Compose=Compose)
+    sys.path.insert(0, str(checkout))
+    return importlib.import_module("video_depth_anything.video_depth").VideoDepthAnything
+
+
+VDA_SEEDS = (0, 7)  # initialisation, perturbation: seeds whose depth is not clipped to zero everywhere
+
+
+def perturbed_vits(official_class, seeds=VDA_SEEDS):
+    """Official ViT-S with every parameter moved by seeded noise (half its spread, at least 0.01)."""
+    torch.manual_seed(seeds[0])
+    network = official_class(encoder="vits", features=64, out_channels=[48, 96, 192, 384]).eval()
+    generator = torch.Generator().manual_seed(seeds[1])
+    with torch.no_grad():
+        for parameter in network.parameters():
+            spread = float(parameter.std()) if parameter.numel() > 1 else 0.0
+            parameter.add_(torch.randn(parameter.shape, generator=generator) * max(spread, 0.02) * 0.5)
+    return network
+
+
+def compare_video_depth_anything(checkout: Path, quick: bool):
+    from stereo_core import video_depth_anything as vda
+    from stereo_core.vda_network import ENCODERS, VideoDepthAnything
+
+    official = perturbed_vits(import_official_vda(checkout))
+    ours = VideoDepthAnything(ENCODERS["vits"]).eval()
+    ours.load_state_dict(official.state_dict(), strict=True)
+
+    def normalised(depth):
+        depth = np.asarray(depth, dtype=np.float64)
+        return (depth - depth.min()) / (depth.max() - depth.min())
+
+    # The bikes clip is 2.35:1, so the official aspect rule shrinks input_size (140 -> 98 here).
+    cases = [(80, 108, 256, 140)] if quick else [(80, 108, 256, 140), (23, 96, 128, 112), (1, 96, 128, 112)]
+    for count, height, width, input_size in cases:
+        frames = real_frames(count, height, width)
+        theirs, _ = official.infer_video_depth(frames, 25, input_size=input_size, device="cpu", fp32=True)
+        mine = vda.infer_video_depth(ours, torch.from_numpy(frames), input_size).numpy()
+        if theirs.max() <= theirs.min():
+            raise SystemExit("The official depth is constant for these random weights: choose other VDA_SEEDS.")
+        windows = vda.window_count(count)
+        size = "x".join(map(str, vda.model_input_size(height, width, input_size)))
+        report(f"Video Depth Anything, {count} frames {width}x{height}, {windows} window(s) at {size}",
+               psnr(normalised(mine), normalised(theirs)), "both min-max normalised over the clip")
+        report("  raw depth (peak = official maximum)", psnr(mine / theirs.max(), theirs / theirs.max()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stereocrafter", type=Path, help="checkout of TencentARC/StereoCrafter")
+    parser.add_argument("stereocrafter", type=Path, nargs="?", help="checkout of TencentARC/StereoCrafter "
+                        "(not needed for --stages vda)")
     parser.add_argument("--depthcrafter", type=Path, help="checkout of Tencent/DepthCrafter "
                         "(default: STEREOCRAFTER/dependency/DepthCrafter, the commit StereoCrafter pins)")
     parser.add_argument("--forward-warp", type=Path, help="checkout of Forward-Warp "
                         "(default: STEREOCRAFTER/dependency/Forward-Warp)")
-    parser.add_argument("--stages", default="depth,warp,inpaint,tiles,compose",
-                        help="comma-separated subset of depth,warp,inpaint,tiles,compose")
+    parser.add_argument("--video-depth-anything", type=Path, help="checkout of DepthAnything/Video-Depth-Anything "
+                        "(adds the vda stage)")
+    parser.add_argument("--stages", default=None,
+                        help="comma-separated subset of depth,warp,inpaint,tiles,compose,vda (default: all whose "
+                             "checkouts are given)")
     parser.add_argument("--quick", action="store_true", help="fewer cases per stage")
     args = parser.parse_args()
+    default = ("depth,warp,inpaint,tiles,compose," if args.stereocrafter else "") + \
+        ("vda" if args.video_depth_anything else "")
+    stages = set((args.stages or default).strip(",").split(","))
+    if "vda" in stages and args.video_depth_anything is None:
+        parser.error("the vda stage needs --video-depth-anything CHECKOUT")
+    if stages - {"vda"} and args.stereocrafter is None:
+        parser.error("the depth, warp, inpaint, tiles and compose stages need the StereoCrafter checkout")
+    started = time.time()
+    if "vda" in stages:
+        with torch.no_grad():
+            compare_video_depth_anything(args.video_depth_anything.resolve(), args.quick)
+        if stages == {"vda"}:
+            print(f"\n({time.time() - started:.0f} s)")
+            return
     stereocrafter = args.stereocrafter.resolve()
     depthcrafter = (args.depthcrafter or stereocrafter / "dependency" / "DepthCrafter").resolve()
     forward_warp = (args.forward_warp or stereocrafter / "dependency" / "Forward-Warp").resolve()
-    stages = set(args.stages.split(","))
 
     import warnings
 
@@ -561,7 +656,6 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     has_matplotlib = install_shims()
     splatting, inpainting = import_official(stereocrafter, depthcrafter, forward_warp)
-    started = time.time()
     with tempfile.TemporaryDirectory() as scratch, torch.no_grad():
         tree = build_models(Path(scratch))
         depth_run = None

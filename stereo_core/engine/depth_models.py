@@ -112,7 +112,7 @@ class DepthAnythingV2Source(StreamedDepthSource):
     """Depth Anything V2 per frame, temporally normalised (see the module's description)."""
 
     name = "depth-anything-v2"
-    model_kinds = (model_files.DEPTH_ANYTHING_V2,)
+    model_kinds = (model_files.DAV2_FAMILY,)
 
     @classmethod
     def unavailable(cls) -> str | None:
@@ -128,14 +128,37 @@ class DepthAnythingV2Source(StreamedDepthSource):
 
     def identity(self, plan: "Plan", models: "Models") -> list:
         settings = plan.settings
-        return [settings.depth_input_size, asdict(settings.depth_ema), models.identity(model_files.DEPTH_ANYTHING_V2)]
+        return [settings.depth_input_size, asdict(settings.depth_ema), models.identity(model_files.DAV2_FAMILY)]
 
     def stream(self, plan: "Plan", models: "Models") -> DepthStream:
         from ..depth_anything_v2 import DepthAnythingV2Stream
 
-        model = models.get(model_files.DEPTH_ANYTHING_V2)
+        model = models.get(model_files.DAV2_FAMILY)
         return LibraryStream(DepthAnythingV2Stream(model, plan.info.height, plan.info.width,
                                                    plan.settings.depth_input_size, ema=plan.settings.depth_ema))
 
 
-__all__ = ["DepthAnythingV2Source", "LibraryStream", "pack_state", "unpack_state"]
+@register_depth_model
+class VideoDepthAnythingSource(StreamedDepthSource):
+    """Video Depth Anything's official windowed inference, streamed (video_depth_anything.VideoDepthStream)."""
+
+    name = "video-depth-anything"
+    model_kinds = (model_files.VDA_FAMILY,)
+
+    def check_settings(self, settings: "ConversionSettings") -> None:
+        check_input_size(settings)
+
+    def identity(self, plan: "Plan", models: "Models") -> list:
+        return [plan.settings.depth_input_size, models.identity(model_files.VDA_FAMILY)]
+
+    def stream(self, plan: "Plan", models: "Models") -> DepthStream:
+        from ..video_depth_anything import VideoDepthStream
+
+        model = models.get(model_files.VDA_FAMILY)
+        stream = VideoDepthStream(model.network, plan.info.height, plan.info.width, plan.settings.depth_input_size,
+                                  device=model.device, dtype=model.dtype)
+        # The network is on the compute device only while a piece runs (the model's placement policy).
+        return LibraryStream(stream, around=lambda: model.placement.use(model.network))
+
+
+__all__ = ["DepthAnythingV2Source", "VideoDepthAnythingSource", "LibraryStream", "pack_state", "unpack_state"]
