@@ -51,7 +51,8 @@ def test_stereo_workflows_write_sbs_and_anaglyph(name, nodes, models_dir, input_
     assert_left_eye_is_input(outputs["stereo3d/sbs"], input_dir / "input_video.mp4")
 
 
-@pytest.mark.parametrize("name", ["long_video_bring_your_own_depth", "long_video_full_pipeline"])
+@pytest.mark.parametrize("name", ["long_video_bring_your_own_depth", "long_video_full_pipeline",
+                                  "long_video_video_depth_anything"])
 def test_long_video_workflows_stream_through_stereo_convert_video(name, nodes, models_dir, input_dir, tmp_path,
                                                                   monkeypatch):
     monkeypatch.setenv("STEREOCRAFTER_OUTPUT", str(tmp_path / "node_output"))

@@ -41,6 +41,7 @@ EXPECTED = {  # workflow -> {output prefix: (width factor, height factor, audio)
     # Stereo Convert Video previews its own file (in temp/), Save Video the copy it keeps.
     "long_video_bring_your_own_depth": {"sbs": (2, 1, "aac"), "convert": (2, 1, "aac")},
     "long_video_full_pipeline": {"sbs": (2, 1, "aac"), "convert": (2, 1, "aac")},
+    "long_video_video_depth_anything": {"sbs": (2, 1, "aac"), "convert": (2, 1, "aac")},
     "stage1_splatting": {"splatting_grid": (2, 2, "aac")},
     "stage2_inpainting": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     "videohelpersuite_full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},

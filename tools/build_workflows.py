@@ -520,8 +520,10 @@ LONG_VIDEO_STEPS = (
     "output/stereo3d/, named with the layout tag headset players read (e.g. _LR); then Save Video is optional.")
 
 
-def convert_video(graph, pos, depth_video=None, depthcrafter=True, stereocrafter=True):
-    """Load Video (+ the optional depth video and model loaders) -> Stereo Convert Video -> Save Video."""
+def convert_video(graph, pos, depth_video=None, depthcrafter=True, stereocrafter=True,
+                  depth_loader=("SC3D_DepthCrafterModelLoader", "depthcrafter_model")):
+    """Load Video (+ the optional depth video and model loaders) -> Stereo Convert Video -> Save Video.
+    depth_loader: the depth model loader (node type, output) wired to 'depth_model' when `depthcrafter`."""
     video = graph.node("LoadVideo", pos, {"file": "input_video.mp4"}, title="Load Video (left eye)",
                        size=(320, 420))
     convert = graph.node("SC3D_StereoConvertVideo", (pos[0] + 460, pos[1]), {"save_output": False},
@@ -531,7 +533,7 @@ def convert_video(graph, pos, depth_video=None, depthcrafter=True, stereocrafter
         depth = graph.node("LoadVideo", (pos[0], pos[1] + 470), {"file": depth_video}, title="Load Video (depth)",
                            size=(320, 420))
         graph.link(depth, "VIDEO", convert, "depth_video")
-    loaders = [("SC3D_DepthCrafterModelLoader", "depthcrafter_model", "depth_model", depthcrafter),
+    loaders = [(*depth_loader, "depth_model", depthcrafter),
                ("SC3D_StereoCrafterModelLoader", "stereocrafter_model", "stereocrafter_model", stereocrafter)]
     row = 0
     for node_type, output, input_name, wanted in loaders:
@@ -577,9 +579,27 @@ def long_video_bring_your_own_depth():
     graph.save("long_video_bring_your_own_depth")
 
 
+def long_video_video_depth_anything():
+    graph = Graph()
+    graph.note(
+        "Long videos with Video Depth Anything depth, in one node\n\n"
+        f"1. {MODELS_STEP}: Video-Depth-Anything-Small (Apache-2.0; -Base and -Large are CC-BY-NC-4.0, "
+        "non-commercial), stable-video-diffusion-img2vid-xt-1-1 and StereoCrafter.\n"
+        "2. Load Video: your clip or film.\n"
+        "3. Stereo Convert Video: its depth_model input takes the Video Depth Anything loader here (or the "
+        "DepthCrafter or Depth Anything V2 loader). Video Depth Anything is far faster than DepthCrafter; its depth "
+        "is min-max normalised over the whole video. depth_input_size 518 is what it was trained at (lower: faster, "
+        "coarser). max_disp sets the 3D strength, convergence the screen plane.\n"
+        "4. Queue. output/stereo3d/ gets the side-by-side video with the source's frame rate and audio.\n\n"
+        + LONG_VIDEO_STEPS,
+        (0, -420), size=(620, 400))
+    convert_video(graph, (0, 0), depth_loader=("SC3D_VideoDepthAnythingModelLoader", "video_depth_anything_model"))
+    graph.save("long_video_video_depth_anything")
+
+
 WORKFLOWS = (auto_convergence, bring_your_own_depth, comfort_check, depthcrafter_depth, full_pipeline,
-             long_video_bring_your_own_depth, long_video_full_pipeline, stage1_splatting, stage2_inpainting,
-             videohelpersuite_full_pipeline, video_depth_anything)
+             long_video_bring_your_own_depth, long_video_full_pipeline, long_video_video_depth_anything,
+             stage1_splatting, stage2_inpainting, videohelpersuite_full_pipeline, video_depth_anything)
 
 if __name__ == "__main__":
     for build in WORKFLOWS:
