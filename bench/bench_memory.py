@@ -7,8 +7,11 @@ the longer clip to the shorter one.
     .venv/bin/python bench/bench_memory.py                   # both cases below
     .venv/bin/python bench/bench_memory.py --only geometry   # 1280x720, 48 and 480 frames, given depth
     .venv/bin/python bench/bench_memory.py --only models     # 256x144, 48 and 240 frames, tiny models
+    .venv/bin/python bench/bench_memory.py --only vda        # the same with Video Depth Anything, 48 and 480
 
 Goals (issue 14): geometry path within 1.25x and both under 1.5 GiB; full pipeline within 1.25x.
+Issue 23: the full pipeline with Video Depth Anything (tiny random weights, its real working size 518)
+within 1.25x from 48 to 480 frames.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ def run_case(name: str, lengths: tuple[int, int], make, command, env: dict) -> N
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("geometry", "models"))
+    parser.add_argument("--only", choices=("geometry", "models", "vda"))
     parser.add_argument("--threads", type=int, default=2, help="torch/numba threads of the converting process")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "NUMBA_NUM_THREADS": str(args.threads)}
@@ -105,19 +108,27 @@ def main() -> None:
 
         run_case("geometry 1280x720 (depth video, no inpainting)", (48, 480), geometry_inputs, geometry_command, env)
 
+    from tiny_models import build_model_tree
+
+    def model_inputs(folder, frames):
+        if not (folder / "models").is_dir():
+            build_model_tree(folder / "models")
+        return (write_clip(folder / f"clip{frames}.mp4", frames, 256, 144),)
+
+    def model_command(folder, inputs, frames, *depth):
+        return [*cli, str(inputs[0]), "-o", str(folder / f"out{frames}.mp4"), "--models", str(folder / "models"),
+                "--max-res", "256", "--depth-steps", "2", "--steps", "2", "--anaglyph", "--save-depth", "--quiet",
+                *depth]
+
     if args.only in (None, "models"):
-        from tiny_models import build_model_tree
-
-        def model_inputs(folder, frames):
-            if not (folder / "models").is_dir():
-                build_model_tree(folder / "models")
-            return (write_clip(folder / f"clip{frames}.mp4", frames, 256, 144),)
-
-        def model_command(folder, inputs, frames):
-            return [*cli, str(inputs[0]), "-o", str(folder / f"out{frames}.mp4"), "--models", str(folder / "models"),
-                    "--max-res", "256", "--depth-steps", "2", "--steps", "2", "--anaglyph", "--save-depth", "--quiet"]
-
         run_case("full pipeline 256x144 (tiny models)", (48, 240), model_inputs, model_command, env)
+
+    if args.only in (None, "vda"):
+        def vda_command(folder, inputs, frames):
+            return model_command(folder, inputs, frames, "--depth-model", "video-depth-anything")
+
+        run_case("full pipeline 256x144, Video Depth Anything (tiny models)", (48, 480), model_inputs, vda_command,
+                 env)
 
 
 if __name__ == "__main__":
