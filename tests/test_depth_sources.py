@@ -156,13 +156,14 @@ def test_a_registered_depth_model_is_chosen_by_name_and_runs_end_to_end(source, 
 
 
 def test_an_unknown_depth_model_is_one_clear_error(source, tmp_path, capsys):
-    with pytest.raises(StereoInputError, match="Unknown depth model 'nope'; choose one of: depthcrafter"):
+    with pytest.raises(StereoInputError, match="Unknown depth model 'nope'; choose one of: depth-anything-v2, "
+                                                 "depthcrafter, video-depth-anything"):
         ConversionSettings(depth_model="nope").check()
     from stereo_core import cli
 
     with pytest.raises(SystemExit):
         cli.main([str(source), "--depth-model", "nope"])
-    assert "invalid choice: 'nope' (choose from 'depthcrafter')" in capsys.readouterr().err
+    assert "invalid choice: 'nope' (choose from 'depth-anything-v2', 'depthcrafter', 'video-depth-anything')" in capsys.readouterr().err
 
 
 def test_an_unavailable_depth_model_says_why(ramp_model, monkeypatch):
