@@ -88,8 +88,9 @@ def main() -> None:
     parts = depthcrafter_parts(height, width, settings)
     rows, cols = working_size(height, width, settings.max_res)
     detail = ", ".join(f"{name} {flops / 1e12:.3f}" for name, flops in parts.items())
-    print(f"  depthcrafter           {sum(parts.values()) / 1e12:8.3f} TFLOP  (at {cols}x{rows}, {settings.steps} steps, "
-          f"guidance {settings.guidance}, window {settings.window} over {settings.overlap}: {detail})")
+    print(f"  depthcrafter           {sum(parts.values()) / 1e12:8.3f} TFLOP  (at {cols}x{rows}, "
+          f"{settings.steps} steps, guidance {settings.guidance}, window {settings.window} over {settings.overlap}: "
+          f"{detail})")
     rows, cols = vda.model_input_size(height, width, args.input_size)
     for encoder, size in zip(vda.ENCODERS, ("small", "base", "large")):
         flops = vda.flops_per_frame(encoder, height, width, args.input_size)

@@ -163,7 +163,8 @@ def test_an_unknown_depth_model_is_one_clear_error(source, tmp_path, capsys):
 
     with pytest.raises(SystemExit):
         cli.main([str(source), "--depth-model", "nope"])
-    assert "invalid choice: 'nope' (choose from 'depth-anything-v2', 'depthcrafter', 'video-depth-anything')" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "invalid choice: 'nope' (choose from 'depth-anything-v2', 'depthcrafter', 'video-depth-anything')" in error
 
 
 def test_an_unavailable_depth_model_says_why(ramp_model, monkeypatch):
