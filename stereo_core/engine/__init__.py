@@ -29,7 +29,8 @@ depends on) and `stream` (a new run of the model), decorated with `@register_dep
 choice of the command line, the node and Ray. The engine keeps the stream's raw float32 depth per piece
 with its state after the piece, so a killed run resumes where it stopped, and min-max normalises the
 depth over the run (or scene). A model that needs its own passes (as DepthCrafter) subclasses
-`DepthSource` itself.
+`DepthSource` itself. Registered: depthcrafter (sources.py), video-depth-anything and depth-anything-v2
+(depth_models.py: how each fits the run's normalisation, and the model families whose size the face picks).
 """
 
 from .pipeline import (
