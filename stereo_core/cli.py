@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="depth-anything-v2: smoothing of those extremes over time (0 = none; larger follows "
                             "changes more slowly).")
     group.add_argument("--depth-video", type=Path,
-                       help="Use this depth video (grey, white = near, any size) instead of running DepthCrafter. "
+                       help="Use this depth video (grey, white = near, any size) instead of running a depth model. "
                             "With several inputs, a folder holding <input name>_depth.mp4 for each.")
     group.add_argument("--max-res", type=int, default=_DEPTH.max_res,
                        help="DepthCrafter's working resolution (longest side); 512-768 is much faster.")
