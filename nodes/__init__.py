@@ -16,6 +16,7 @@ from .geometry_nodes import (
 )
 from .inpaint_nodes import StereoColorMatch, StereoCrafterInpaintChunked
 from .model_nodes import DepthCrafterModelLoader, StereoCrafterModelLoader
+from .photo_nodes import SaveStereoImage
 
 register_model_folder()
 
@@ -35,6 +36,7 @@ _NODES = {
     "Stereo Comfort Check": StereoComfortCheck,
     "Auto Convergence": AutoConvergenceDepth,
     "Stereo Convert Video": StereoConvertVideo,
+    "Save Stereo Image": SaveStereoImage,
 }
 
 NODE_CLASS_MAPPINGS = {PREFIX + cls.__name__: cls for cls in _NODES.values()}

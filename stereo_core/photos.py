@@ -22,12 +22,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, PngImagePlugin
 
 from .anaglyph import anaglyph
 from .disparity import DisparitySettings
 from .errors import StereoInputError
 from .files import atomic_output
+from .frames import check_clip, check_same_size
 from .layouts import LAYOUTS, VirtualScreen, compose_stereo
 from .splatting import warp_clip
 
@@ -191,8 +192,14 @@ def stereo_picture(left: torch.Tensor, right: torch.Tensor, arrangement: str = "
     return compose_stereo(left, right, arrangement, swap=swap, screen=screen)
 
 
-def _encoder_options(file_format: str, icc_profile: bytes | None, quality: int) -> dict:
+def _encoder_options(file_format: str, icc_profile: bytes | None, quality: int,
+                     text: dict[str, str] | None = None) -> dict:
     options = {}
+    if text and file_format == "png":  # e.g. the ComfyUI workflow, as core Save Image stores it
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        options["pnginfo"] = info
     if icc_profile and file_format in _HOLDS_ICC:
         options["icc_profile"] = icc_profile
     if file_format in _LOSSY:
@@ -205,13 +212,13 @@ def _encoder_options(file_format: str, icc_profile: bytes | None, quality: int) 
 
 
 def save_picture(path: Path, picture: torch.Tensor, file_format: str, icc_profile: bytes | None = None,
-                 quality: int = DEFAULT_QUALITY) -> Path:
-    """Write one picture atomically (complete under its name, or not there)."""
+                 quality: int = DEFAULT_QUALITY, text: dict[str, str] | None = None) -> Path:
+    """Write one picture atomically (complete under its name, or not there); `text`: PNG text chunks."""
     if file_format not in FLAT_FORMATS:
         raise StereoInputError(f"image format must be one of {FLAT_FORMATS}, got {file_format!r}.")
     with atomic_output(path) as partial:
         to_pil(picture).save(partial, _PILLOW_FORMATS[file_format],
-                             **_encoder_options(file_format, icc_profile, quality))
+                             **_encoder_options(file_format, icc_profile, quality, text))
     return Path(path)
 
 
@@ -310,15 +317,21 @@ def save_mpo(path: Path, left: torch.Tensor, right: torch.Tensor, icc_profile: b
 def save_stereo_image(path: Path, left: torch.Tensor, right: torch.Tensor, arrangement: str = "sbs",
                       file_format: str = "png", swap: bool = False, screen: VirtualScreen = VirtualScreen(),
                       anaglyph_mode: str = "color", icc_profile: bytes | None = None,
-                      quality: int = DEFAULT_QUALITY) -> Path:
-    """Write a stereo pair as one file: `arrangement` is a layout (sbs, half-sbs, tb, half-tb, vr180) or
-    anaglyph, in `file_format` (png, jpeg, webp, tiff, bmp), or mpo / jps (which fix the file format)."""
+                      quality: int = DEFAULT_QUALITY, text: dict[str, str] | None = None) -> Path:
+    """Write a stereo pair (one frame each, [1, H, W, 3]) as one file: `arrangement` is a layout
+    (sbs, half-sbs, tb, half-tb, vr180) or anaglyph, in `file_format` (png, jpeg, webp, tiff, bmp), or mpo /
+    jps (which fix the file format). `text`: PNG text chunks."""
     if arrangement not in ARRANGEMENTS:
         raise StereoInputError(f"stereo image format must be one of {ARRANGEMENTS}, got {arrangement!r}.")
+    left, right = check_clip(left, "left"), check_clip(right, "right")
+    if left.shape[0] != 1 or right.shape[0] != 1:
+        raise StereoInputError(f"A stereo image is one frame of each eye, got {left.shape[0]} left and "
+                               f"{right.shape[0]} right frames.")
+    check_same_size(left, right, "left", "right")
     if arrangement == "mpo":
         return save_mpo(path, left, right, icc_profile, quality)
     picture = stereo_picture(left, right, arrangement, swap, screen, anaglyph_mode)
-    return save_picture(path, picture, "jpeg" if arrangement == "jps" else file_format, icc_profile, quality)
+    return save_picture(path, picture, "jpeg" if arrangement == "jps" else file_format, icc_profile, quality, text)
 
 
 # --- one photo, file to file ---------------------------------------------------------------------------

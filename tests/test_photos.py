@@ -220,3 +220,39 @@ def test_stereo_pictures_match_the_video_layouts():
     for layout in ("sbs", "half-sbs", "tb"):
         assert torch.equal(photos.stereo_picture(left, right, layout), compose_stereo(left, right, layout))
     assert torch.equal(photos.stereo_picture(left, right, "jps"), torch.cat([right, left], dim=2))
+
+
+def test_save_stereo_image_node_numbers_its_files_as_save_image(nodes, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEREOCRAFTER_OUTPUT", str(tmp_path / "output"))
+    monkeypatch.setenv("STEREOCRAFTER_TEMP", str(tmp_path / "temp"))
+    node = nodes["SC3D_SaveStereoImage"]()
+    left = torch.from_numpy(np.stack([scene(seed=0), scene(seed=1)])).float() / 255
+    right = left.flip(2)
+    shown = node.save(left, right, "sbs", "stereo3d/pair")["ui"]["images"]
+    assert shown == [{"filename": f"pair_0000{n}_.png", "subfolder": "stereo3d", "type": "output"} for n in (1, 2)]
+    folder = tmp_path / "output" / "stereo3d"
+    with Image.open(folder / "pair_00002_.png") as image:
+        assert image.size == (2 * WIDTH, HEIGHT)
+        assert np.array_equal(np.asarray(image)[:, :WIDTH], scene(seed=1)), "frame 2, losslessly"
+    node.save(left[:1], right[:1], "tb", "stereo3d/pair")
+    with Image.open(folder / "pair_00003_.png") as image:
+        assert image.size == (WIDTH, 2 * HEIGHT)
+    node.save(left[:1], right[:1], "anaglyph", "stereo3d/pair")
+    with Image.open(folder / "pair_00004_.png") as image:
+        assert image.size == (WIDTH, HEIGHT)
+
+    (preview,) = node.save(left[:1], right[:1], "mpo", "stereo3d/pair")["ui"]["images"]
+    with Image.open(folder / "pair_00005_.mpo") as image:
+        assert image.format == "MPO" and image.n_frames == 2
+        image.seek(1)
+        assert np.abs(np.asarray(image.convert("RGB"), dtype=np.float32) - scene()[:, ::-1]).mean() < 6
+    assert preview["type"] == "temp" and (tmp_path / "temp" / preview["filename"]).is_file()
+    node.save(left[:1], right[:1], "jps", "stereo3d/pair")
+    with Image.open(folder / "pair_00006_.jps") as image:
+        assert image.format == "JPEG" and image.size == (2 * WIDTH, HEIGHT)
+        jps = np.asarray(image.convert("RGB"), dtype=np.float32)
+    assert np.abs(jps[:, :WIDTH] - scene()[:, ::-1]).mean() < 6, "the right eye first"
+    with pytest.raises(ValueError, match="must name a file inside"):
+        node.save(left, right, "sbs", "../outside")
+    with pytest.raises(ValueError, match="frames"):
+        node.save(left, right[:1], "sbs", "stereo3d/pair")
