@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Screen width in pixels the comfort report's pixel figures are for.")
     parser.add_argument("--recursive", action="store_true",
                         help="Also convert the files in the folders inside input folders; -o mirrors the tree.")
-    parser.add_argument("--image-format", choices=(*photos.FLAT_FORMATS[:3], *photos.STEREO_FORMATS),
+    parser.add_argument("--image-format", choices=photos.CHOSEN_FORMATS,
                         help="File format of stereo images (default: the input's; PNG stays lossless). mpo: the two "
                              "views as two JPEGs in one file (3D cameras, 3D TVs); jps: a side-by-side JPEG with the "
                              "right eye on the left (the format's convention).")
@@ -407,11 +407,11 @@ def _check_paths(jobs: list[Job]) -> None:
 # --- still images: their jobs (Job with depth_video = the depth image) ----------------------------------
 
 
-def _photo_format(args) -> None:
+def _check_photo_format(args, file_format: str | None) -> None:
     """MPO and JPS are stereo formats with a fixed arrangement: refuse layout options they cannot honour."""
-    if args.image_format in photos.STEREO_FORMATS and (args.format != "sbs" or args.swap_eyes):
-        raise StereoInputError(f"--image-format {args.image_format} fixes the arrangement ("
-                               + ("two views, left then right" if args.image_format == "mpo" else
+    if file_format in photos.STEREO_FORMATS and (args.format != "sbs" or args.swap_eyes):
+        raise StereoInputError(f"{file_format.upper()} fixes the arrangement ("
+                               + ("two views, left then right" if file_format == "mpo" else
                                   "side by side, right eye first") + "): leave out --format and --swap-eyes.")
 
 
@@ -437,7 +437,7 @@ def _depth_image(args, found: Inputs, source: Path) -> Path | None:
 def plan_photo_jobs(args, found: Inputs) -> list[Job]:
     """One job per input image: its outputs named as the videos' (the format's or the player tag), in the
     input's file format unless --image-format says otherwise; MPO and JPS outputs are <name>.mpo / .jps."""
-    _photo_format(args)
+    _check_photo_format(args, args.image_format)
     several = found.count > 1
     if several and args.depth_video is not None and not args.depth_video.is_dir():
         raise StereoInputError("With several inputs, --depth-video must be a folder of <input name>_depth files.")
@@ -459,6 +459,7 @@ def plan_photo_jobs(args, found: Inputs) -> list[Job]:
                     + (f"--image-format {args.image_format} ({photos.EXTENSIONS[args.image_format]})"
                        if args.image_format else "an image format (.png, .jpg, .webp, .tif, .bmp, .mpo, .jps)")
                     + ".")
+        _check_photo_format(args, photos.format_of(output))
         stem = output.stem[:-len(label)] if label in PLAYER_TAGS and output.stem.endswith(label) else output.stem
         extra = ".jpg" if photos.format_of(output) in photos.STEREO_FORMATS else output.suffix
         outputs = {"stereo": output}
@@ -475,10 +476,8 @@ def plan_photo_jobs(args, found: Inputs) -> list[Job]:
 
 def photo_settings_of(args) -> photos.PhotoSettings:
     settings = settings_of(args)
-    return photos.PhotoSettings(disparity=settings.disparity, arrangement=args.image_format
-                                if args.image_format in photos.STEREO_FORMATS else args.format,
-                                swap_eyes=args.swap_eyes, screen=settings.output.screen,
-                                anaglyph_mode=settings.output.anaglyph)
+    return photos.PhotoSettings(disparity=settings.disparity, layout=args.format, swap_eyes=args.swap_eyes,
+                                screen=settings.output.screen, anaglyph_mode=settings.output.anaglyph)
 
 
 def photo_depth_estimator(args, models: "CommandLineModels") -> photos.DepthEstimator:

@@ -25,10 +25,12 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin
 
 from .anaglyph import anaglyph
-from .disparity import DisparitySettings
+from .depthcrafter import DepthCrafterSettings, estimate_depth
+from .disparity import DepthRange, DisparitySettings, normalized_depth
 from .errors import StereoInputError
 from .files import atomic_output
-from .frames import check_clip, check_same_size
+from .frames import check_clip, check_same_size, resize_frames
+from .inpainting import InpaintSettings, inpaint_clip
 from .layouts import LAYOUTS, VirtualScreen, compose_stereo
 from .splatting import warp_clip
 
@@ -37,6 +39,7 @@ IMAGE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp
                   ".bmp": "bmp"}
 FLAT_FORMATS = ("png", "jpeg", "webp", "tiff", "bmp")  # one picture per file
 STEREO_FORMATS = ("mpo", "jps")  # formats that are stereo by themselves (their layout is fixed)
+CHOSEN_FORMATS = ("png", "jpeg", "webp", *STEREO_FORMATS)  # what a user picks; TIFF and BMP are kept, not chosen
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp", "mpo": ".mpo",
               "jps": ".jps"}
 _PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP"}
@@ -146,24 +149,17 @@ def stereo_pair(picture: torch.Tensor, depth: torch.Tensor, disparity: Disparity
     return picture, right
 
 
-def depthcrafter_estimator(model, settings=None, seed: int = 0) -> DepthEstimator:
+def depthcrafter_estimator(model, settings: DepthCrafterSettings = DepthCrafterSettings(),
+                           seed: int = 0) -> DepthEstimator:
     """DepthCrafter on a one-frame clip, as the DepthCrafter Depth node runs it on one image."""
-    from .depthcrafter import DepthCrafterSettings, estimate_depth
-
-    settings = settings or DepthCrafterSettings()
-
     def estimate(picture: torch.Tensor) -> torch.Tensor:
         return estimate_depth(model, picture, settings, seed=seed).depth
 
     return estimate
 
 
-def stereocrafter_inpainter(model, settings=None, seed: int = 0) -> Inpainter:
+def stereocrafter_inpainter(model, settings: InpaintSettings = InpaintSettings(), seed: int = 0) -> Inpainter:
     """StereoCrafter's inpainting of a one-frame clip (one chunk of one frame)."""
-    from .inpainting import InpaintSettings, inpaint_clip
-
-    settings = settings or InpaintSettings()
-
     def inpaint(warped: torch.Tensor, holes: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return inpaint_clip(model, warped, holes, settings, left=left, seed=seed).frames
@@ -340,15 +336,15 @@ def save_stereo_image(path: Path, left: torch.Tensor, right: torch.Tensor, arran
 @dataclass(frozen=True)
 class PhotoSettings:
     disparity: DisparitySettings = DisparitySettings()
-    arrangement: str = "sbs"  # a layout, "mpo" or "jps"
+    layout: str = "sbs"  # of flat files; an .mpo or .jps output is that format whatever the layout
     swap_eyes: bool = False
     screen: VirtualScreen = VirtualScreen()
     anaglyph_mode: str = "color"  # of the "anaglyph" output, where one is asked for
     quality: int = DEFAULT_QUALITY
 
     def check(self) -> None:
-        if self.arrangement not in (*LAYOUTS, *STEREO_FORMATS):
-            raise StereoInputError(f"a stereo photo is one of {(*LAYOUTS, *STEREO_FORMATS)}, got {self.arrangement!r}.")
+        if self.layout not in LAYOUTS:
+            raise StereoInputError(f"layout must be one of {LAYOUTS}, got {self.layout!r}.")
         if not 1 <= self.quality <= 100:
             raise StereoInputError(f"image quality must be 1..100, got {self.quality}.")
 
@@ -372,8 +368,11 @@ def flat_format(path: Path) -> str:
 
 def convert_photo(job: PhotoJob, settings: PhotoSettings, estimate_depth: DepthEstimator | None = None,
                   inpainter: Inpainter | None = None, device: torch.device | str | None = None) -> None:
-    """Convert one image file to its stereo image (and the anaglyph and depth pictures asked for)."""
+    """Convert one image file to its stereo image (and the anaglyph and depth pictures asked for); the output's
+    extension says its file format (.mpo and .jps: those stereo formats, whatever settings.layout)."""
     settings.check()
+    if format_of(job.output) is None:
+        raise StereoInputError(f"Cannot write the image '{job.output}': its extension names no image format.")
     photo = load_photo(job.source)
     if job.depth_image is not None:
         depth = load_depth_image(job.depth_image)
@@ -385,20 +384,17 @@ def convert_photo(job: PhotoJob, settings: PhotoSettings, estimate_depth: DepthE
     settings.disparity.validate(photo.pixels.shape[2])
     left, right = stereo_pair(photo.pixels, depth, settings.disparity, inpainter, device)
     icc = photo.icc_profile
-    stereo = job.output
-    if settings.arrangement in STEREO_FORMATS:
-        save_stereo_image(stereo, left, right, settings.arrangement, icc_profile=icc, quality=settings.quality)
+    stereo, kind = job.output, format_of(job.output)
+    if kind in STEREO_FORMATS:
+        save_stereo_image(stereo, left, right, kind, icc_profile=icc, quality=settings.quality)
     else:
-        save_stereo_image(stereo, left, right, settings.arrangement, flat_format(stereo), settings.swap_eyes,
-                          settings.screen, icc_profile=icc, quality=settings.quality)
+        save_stereo_image(stereo, left, right, settings.layout, kind, settings.swap_eyes, settings.screen,
+                          icc_profile=icc, quality=settings.quality)
     if "anaglyph" in job.outputs:
         path = job.outputs["anaglyph"]
         save_stereo_image(path, left, right, "anaglyph", flat_format(path), anaglyph_mode=settings.anaglyph_mode,
                           icc_profile=icc, quality=settings.quality)
-    if "depth" in job.outputs:
-        from .disparity import DepthRange, normalized_depth
-        from .frames import resize_frames
-
+    if "depth" in job.outputs:  # normalised as the video's depth output: white = near
         values = resize_frames(depth.float(), *photo.pixels.shape[1:3])
         grey = normalized_depth(values, DepthRange.of(values), slice(0, 1), DisparitySettings())
         path = job.outputs["depth"]

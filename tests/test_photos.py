@@ -137,7 +137,7 @@ def test_jps_puts_the_right_eye_on_the_left(tmp_path):
     Image.fromarray(scene()).save(source)
     depth_picture().save(depth)
     common = [source, "--depth-video", depth, "--no-inpaint", "--quiet"]
-    assert run(*common, "--image-format", "jps") == 0
+    assert run(*common, "-o", tmp_path / "p.jps") == 0  # the extension chooses the format
     assert run(*common, "--image-format", "png") == 0
     with Image.open(tmp_path / "p.jps") as image:
         assert image.format == "JPEG" and image.size == (2 * WIDTH, HEIGHT)
@@ -189,6 +189,7 @@ def test_a_lone_image_with_filename_tags_anaglyph_and_depth(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--image-format", "mpo", "--format", "tb"], "leave out --format"),
     (["-o", "{tmp}/x.gif"], "name it with the extension of an image format"),
+    (["-o", "{tmp}/x.jps", "--swap-eyes"], "JPS fixes the arrangement"),
     (["--depth-video", "{tmp}/clip.mp4"], "must be a depth image"),
 ])
 def test_bad_image_options_are_one_clear_line(argv, message, tmp_path, capsys):
