@@ -257,3 +257,13 @@ def test_save_stereo_image_node_numbers_its_files_as_save_image(nodes, tmp_path,
         node.save(left, right, "sbs", "../outside")
     with pytest.raises(ValueError, match="frames"):
         node.save(left, right[:1], "sbs", "stereo3d/pair")
+
+
+@pytest.mark.parametrize("suffix, kind", [(".tif", "TIFF"), (".bmp", "BMP"), (".jpeg", "JPEG")])
+def test_other_formats_stay_in_their_format(suffix, kind, tmp_path):
+    source, depth = tmp_path / f"p{suffix}", tmp_path / "d.png"
+    Image.fromarray(scene()).save(source)
+    depth_picture().save(depth)
+    assert run(source, "--depth-video", depth, "--no-inpaint", "--format", "half-sbs", "--quiet") == 0
+    with Image.open(tmp_path / f"p_half-sbs{suffix}") as image:
+        assert (image.format, image.size) == (kind, (WIDTH, HEIGHT))
