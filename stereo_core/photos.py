@@ -45,7 +45,7 @@ EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tif", "b
 _PILLOW_FORMATS = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "tiff": "TIFF", "bmp": "BMP"}
 _HOLDS_ICC = {"png", "jpeg", "webp", "tiff", "mpo", "jps"}  # BMP has no colour profile Pillow writes
 _LOSSY = {"jpeg", "webp", "mpo", "jps"}
-DEFAULT_QUALITY = 95  # JPEG/WebP quality: visually lossless, about a third of a PNG's size
+DEFAULT_QUALITY = 95  # JPEG/WebP quality: visually lossless
 # What a stereo picture can be packed as: the video layouts, a red/cyan anaglyph, or a stereo format.
 ARRANGEMENTS = (*LAYOUTS, "anaglyph", *STEREO_FORMATS)
 
