@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from . import model_files
+from . import model_files, photos
 from .anaglyph import MODES as ANAGLYPH_MODES
 from .convergence import AutoConvergence
 from .depthcrafter import DepthCrafterSettings
@@ -37,7 +37,6 @@ from .engine import (
 )
 from .engine.scenes import SceneSettings, convert_scenes, require_scenedetect
 from .errors import StereoInputError
-from . import photos
 from .inpainting import TILE_BLENDS, InpaintSettings
 from .layouts import LAYOUTS, VirtualScreen
 from .spatial_media import filename_tag
@@ -63,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", type=Path,
                         help="Video or image files (PNG, JPEG, WebP, TIFF, BMP), or folders of them.")
     parser.add_argument("-o", "--output", type=Path,
-                        help="Output file for one input (.mp4, .mov or .mkv), or a folder for several (default: next "
-                             "to each input, named <input>_<format>.mp4).")
+                        help="Output file for one input (.mp4, .mov or .mkv; for an image .png, .jpg, .webp, .mpo, "
+                             ".jps ...), or a folder for several (default: next to each input, named "
+                             "<input>_<format>.mp4, or for an image in its format).")
     parser.add_argument("--format", choices=LAYOUTS, default=_OUTPUT.layout,
                         help="sbs: full side-by-side (the reference); half-sbs/half-tb keep the source size (3D TVs); "
                              "tb: top-bottom; vr180: each eye a flat screen in a 180-degree frame (headsets).")
