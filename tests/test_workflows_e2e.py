@@ -8,10 +8,12 @@ import shutil
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from stereo_core.video_io import read_video
-from synthetic_video import describe, make_depth_video, make_grid_video, make_video
+from synthetic_video import describe, make_depth_video, make_grid_video, make_photo, make_video
 from workflow_executor import run_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +26,7 @@ def input_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("input")
     make_video(folder / "input_video.mp4", frames=FRAMES, width=WIDTH, height=HEIGHT, fps=FPS)
     make_depth_video(folder / "input_depth.mp4", FRAMES, WIDTH, HEIGHT, FPS)
+    make_photo(folder / "input_photo.png", WIDTH, HEIGHT)
     return folder
 
 
@@ -140,3 +143,21 @@ def test_without_weights_the_loader_says_what_to_download_where(name, nodes, inp
     message = str(error.value)
     assert "No model folder 'stable-video-diffusion-img2vid-xt-1-1' found" in message
     assert f'--local-dir "{empty / "stable-video-diffusion-img2vid-xt-1-1"}"' in message
+
+
+def test_photo_3d_saves_a_numbered_side_by_side_png(nodes, models_dir, input_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEREOCRAFTER_OUTPUT", str(tmp_path / "node_output"))
+    monkeypatch.setenv("STEREOCRAFTER_TEMP", str(tmp_path / "node_temp"))
+    shown = {}
+    for _ in range(2):  # queued twice: the second file is numbered on
+        assert run("photo_3d", nodes, input_dir, tmp_path / "saved", shown) == {}, "no video"
+    folder = tmp_path / "node_output" / "stereo3d"
+    assert sorted(p.name for p in folder.iterdir()) == ["photo_00001_.png", "photo_00002_.png"]
+    assert shown["SC3D_SaveStereoImage"]["images"] == [
+        {"filename": "photo_00002_.png", "subfolder": "stereo3d", "type": "output"}]
+    with Image.open(folder / "photo_00001_.png") as image:
+        assert image.size == (2 * WIDTH, HEIGHT)
+        picture = np.asarray(image.convert("RGB"))
+    with Image.open(input_dir / "input_photo.png") as original:
+        assert np.array_equal(picture[:, :WIDTH], np.asarray(original.convert("RGB"))), "lossless left eye"
+    assert np.abs(picture[:, WIDTH:].astype(int) - picture[:, :WIDTH]).mean() > 1, "the right eye differs"

@@ -121,7 +121,7 @@ class Graph:
         for name, kind, options, is_widget in inputs:
             if is_widget:
                 values.append(widgets.get(name, options.get("default")))
-                if name == "file" and options.get("video_upload"):
+                if (name == "file" and options.get("video_upload")) or options.get("image_upload"):
                     values.append("image")  # the upload button's value, as the frontend saves it
                 if has_seed_control(name, options):
                     values.append("fixed")  # shipped workflows reproduce their result
@@ -577,9 +577,31 @@ def long_video_bring_your_own_depth():
     graph.save("long_video_bring_your_own_depth")
 
 
+def photo_3d():
+    graph = Graph()
+    graph.note(
+        "A photo in 3D\n\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
+        "2. Load Image: your photo (its EXIF orientation is applied).\n"
+        f"3. DepthCrafter Depth estimates its depth (one frame). {STRENGTH_STEP}\n"
+        f"4. {INPAINT_STEP}\n"
+        "5. Save Stereo Image: sbs, half-sbs or tb (PNG), anaglyph, mpo (both views in one file, for 3D cameras, "
+        "3D TVs and stereo viewers) or jps (side by side, right eye first). Queue: output/stereo3d/ gets "
+        "photo_00001_.png (or .mpo / .jps), numbered as Save Image numbers its files.",
+        (0, -400), size=(600, 360))
+    image = graph.node("LoadImage", (0, 0), {"image": "input_photo.png"}, size=(320, 420))
+    images = (image, "IMAGE")
+    filled = depth_warp_inpaint(graph, images)
+    save = graph.node("SC3D_SaveStereoImage", (1560, 140), {"format": "sbs", "filename_prefix": "stereo3d/photo"},
+                      size=(420, 400))
+    graph.link(image, "IMAGE", save, "left")
+    graph.link(filled, "right", save, "right")
+    graph.save("photo_3d")
+
+
 WORKFLOWS = (auto_convergence, bring_your_own_depth, comfort_check, depthcrafter_depth, full_pipeline,
-             long_video_bring_your_own_depth, long_video_full_pipeline, stage1_splatting, stage2_inpainting,
-             videohelpersuite_full_pipeline, video_depth_anything)
+             long_video_bring_your_own_depth, long_video_full_pipeline, photo_3d, stage1_splatting,
+             stage2_inpainting, videohelpersuite_full_pipeline, video_depth_anything)
 
 if __name__ == "__main__":
     for build in WORKFLOWS:
