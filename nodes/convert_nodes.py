@@ -252,7 +252,8 @@ class StereoConvertVideo:
         # (a new strength keeps DepthCrafter's work), and a run queued again finds its pieces.
         inputs = [source_identity(source), depth_path and source_identity(depth_path), max_frames]
         job = ConversionJob(source=source, outputs=outputs, work_dir=work_root / settings_key(*inputs),
-                            depth_video=depth_path, max_frames=max_frames or None)
+                            depth_video=depth_path, max_frames=max_frames or None,
+                            wait=True)  # another ComfyUI on this video: queue behind it (Cancel still works)
         models = LoadedModels({model_files.DEPTHCRAFTER: None if depth_path else depthcrafter_model,
                                model_files.STEREOCRAFTER: stereocrafter_model})
         stages = STAGES_WITH_DEPTH_VIDEO if depth_path else STAGES_WITH_DEPTHCRAFTER

@@ -168,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--work-dir", type=Path,
                        help="Where finished pieces are kept until the output is written (default: beside it).")
     group.add_argument("--keep-work", action="store_true", help="Keep the finished pieces after success.")
-    group.add_argument("--quiet", action="store_true", help="No progress bars.")
+    group.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
+    group.add_argument("--wait", action="store_true",
+                       help="When another run is converting to the same output, wait for it to end (outputs it "
+                            "finished are kept) instead of stopping at once.")
     return parser
 
 
@@ -471,7 +474,7 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
         conversion_job = ConversionJob(source=job.source, outputs=job.outputs, work_dir=job.work_dir,
                                        depth_video=job.depth_video, max_frames=args.max_frames,
                                        keep_work=args.keep_work, comfort_report=job.comfort_report,
-                                       comfort_screen_px=args.screen_width)
+                                       comfort_screen_px=args.screen_width, wait=args.wait)
         try:
             planned.append((job, plan_conversion(conversion_job, settings)))
         except StereoInputError as error:

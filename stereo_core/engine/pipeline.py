@@ -15,7 +15,7 @@ run killed at any moment and started again produces the identical video.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -45,6 +45,7 @@ from ..video_io import (
     SegmentWriter,
     VideoInfo,
     container_format,
+    is_complete_video,
     join_segments,
     probe_video,
     to_bytes,
@@ -151,6 +152,7 @@ class ConversionJob:
     comfort_report: Path | None = None  # PNG of the comfort report (its JSON summary beside it)
     comfort_limits: ComfortLimits = field(default_factory=ComfortLimits)
     comfort_screen_px: int = 1920  # screen width the report's pixel figures are for
+    wait: bool = False  # another run on the same work folder: wait for it to end (else refuse at once)
 
 
 class Reporter:
@@ -617,6 +619,32 @@ def write_comfort_report(plan: Plan, extremes: list[tuple[int, tuple[torch.Tenso
     return report.verdict()
 
 
+WAITING = "waiting for the other run"
+
+
+@contextmanager
+def claimed(job: ConversionJob, store: WorkStore, reporter: Reporter) -> Iterator[bool]:
+    """The job's work folder held by this run for the duration (WorkStore.claim). Yields True when it
+    waited for another run that has meanwhile written every output (nothing is left to do)."""
+    with ExitStack() as waiting_bar:
+        tick = None
+
+        def waiting(pid: int | None) -> None:
+            nonlocal tick
+            if tick is None:
+                reporter.notice(f"Waiting for the other run on '{job.outputs['stereo']}' (process {pid or '?'}) "
+                                f"to end ...")
+                tick = waiting_bar.enter_context(reporter.bar(WAITING, 1))
+            tick(0, 1)
+
+        with store.claim(job.wait, waiting):
+            waiting_bar.close()
+            finished = tick is not None and all(is_complete_video(path) for path in job.outputs.values())
+            if finished:
+                reporter.notice(f"'{job.outputs['stereo']}' was written by the other run.")
+            yield finished
+
+
 def convert(job: ConversionJob, settings: ConversionSettings, models: Models, device: torch.device | str = "cpu",
             reporter: Reporter | None = None, plan: Plan | None = None) -> Plan:
     """Convert one video file (see ConversionJob); returns the plan it ran. `plan`: the job's plan where the
@@ -624,8 +652,10 @@ def convert(job: ConversionJob, settings: ConversionSettings, models: Models, de
     plan = plan or plan_conversion(job, settings)
     store = WorkStore(job.work_dir)
     reporter = reporter or Reporter()
-    conversion = Conversion(plan, models, device, reporter, store)
-    finish_conversion(plan, conversion.run(), [(0, conversion.comfort)], reporter, store)
+    with claimed(job, store, reporter) as finished:
+        if not finished:
+            conversion = Conversion(plan, models, device, reporter, store)
+            finish_conversion(plan, conversion.run(), [(0, conversion.comfort)], reporter, store)
     return plan
 
 
