@@ -37,6 +37,7 @@ from .engine import (
 )
 from .engine.scenes import SceneSettings, convert_scenes, require_scenedetect
 from .errors import StereoInputError
+from .files import os_error_cause, os_error_message
 from .inpainting import TILE_BLENDS, InpaintSettings
 from .layouts import LAYOUTS, VirtualScreen
 from .spatial_media import filename_tag
@@ -285,7 +286,7 @@ def _check_writable(folder: Path, what: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as error:
-        reason = error.strerror or str(error)
+        reason = os_error_cause(error, folder)
         raise StereoInputError(f"Cannot write the {what} in '{folder}' ({reason}). Choose another place "
                                f"({'-o' if what == 'output' else '--work-dir'}).") from error
 
@@ -520,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     except StereoInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # outside a conversion (which reports its own): still one line
+        print(f"error: {os_error_message(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to carry on from the last finished chunk.",
               file=sys.stderr)

@@ -114,3 +114,66 @@ def test_a_killed_runs_lock_does_not_block_the_next(source, tmp_path):
     assert (tmp_path / ".out.work" / ".lock").exists()  # the file stays; the lock went with the process
     assert run(*quick(source, output)) == 0
     assert is_complete_video(output)
+
+
+# --- a full disk and other OS errors ---------------------------------------------------------------
+
+
+def test_a_full_disk_mid_run_is_one_line_and_the_same_command_then_finishes_the_identical_video(
+        source, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import av
+
+    from stereo_core.video_io import SegmentWriter
+
+    reference = tmp_path / "ref" / "out.mp4"
+    reference.parent.mkdir()
+    assert run(*quick(source, reference)) == 0
+    output = tmp_path / "out.mp4"
+    argv = quick(source, output)
+    original, pieces = SegmentWriter.write, []
+
+    def disk_fills_up(self, pictures, times):
+        pieces.append(self.path)
+        if len(set(pieces)) == 2:  # the first piece finished, the second cannot be written
+            raise av.error.OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._partial))
+        original(self, pictures, times)
+
+    monkeypatch.setattr(SegmentWriter, "write", disk_fills_up)
+    capsys.readouterr()
+    assert run(*argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert "the disk is full" in err and "encode-" in err and "run the same command again" in err, err
+    assert not output.exists()
+    assert len(list((tmp_path / ".out.work").glob("encode-*/stereo-*.mp4"))) == 1  # the finished piece stays
+
+    monkeypatch.setattr(SegmentWriter, "write", original)  # space freed
+    assert run(*argv) == 0
+    ours, expected = decoded(output), decoded(reference)
+    assert len(ours) == len(expected) == 10 and all(np.array_equal(a, b) for a, b in zip(ours, expected))
+
+
+@pytest.mark.parametrize("place, cause", [
+    ("/proc/stereo-test/out.mp4", "'/proc' is a system filesystem"),
+    ("{file}/sub/out.mp4", "'{file}' is a file, not a folder"),
+    ("{file}/out.mp4", "'{file}' is a file, not a folder"),
+])
+def test_an_impossible_output_place_gives_the_right_reason(place, cause, source, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code = run(source, "-o", place.format(file=blocker), "--depth-video", grey_depth(tmp_path / "depth.mp4"),
+               "--no-inpaint", "--quiet")
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1, err
+    assert cause.format(file=blocker) in err, err
+
+
+@pytest.mark.parametrize("code, cause", [(13, "permission denied"), (30, "the filesystem is read-only"),
+                                         (28, "the disk is full")])
+def test_os_errors_name_their_cause(code, cause, tmp_path):
+    from stereo_core.files import os_error_message
+
+    message = os_error_message(OSError(code, os.strerror(code), str(tmp_path / "x.mp4")))
+    assert message.startswith(f"Cannot write '{tmp_path / 'x.mp4'}': {cause}") and "run the same command" in message

@@ -32,6 +32,7 @@ from ..convergence import AutoConvergence, auto_convergence
 from ..depthcrafter import DepthCrafterSettings
 from ..disparity import DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
 from ..errors import StereoInputError
+from ..files import os_error_message
 from ..frames import frame_batches, resize_frames
 from ..inpainting import Chunk, ChunkInpainter, InpaintSettings, finish_frames, plan_chunks
 from ..layouts import VirtualScreen, check_layout, compose_stereo, stereo_frame_size
@@ -625,7 +626,8 @@ WAITING = "waiting for the other run"
 @contextmanager
 def claimed(job: ConversionJob, store: WorkStore, reporter: Reporter) -> Iterator[bool]:
     """The job's work folder held by this run for the duration (WorkStore.claim). Yields True when it
-    waited for another run that has meanwhile written every output (nothing is left to do)."""
+    waited for another run that has meanwhile written every output (nothing is left to do). An OS error
+    (disk full, permission, ...) in the work ends it as one StereoInputError line; the finished work stays."""
     with ExitStack() as waiting_bar:
         tick = None
 
@@ -642,7 +644,10 @@ def claimed(job: ConversionJob, store: WorkStore, reporter: Reporter) -> Iterato
             finished = tick is not None and all(is_complete_video(path) for path in job.outputs.values())
             if finished:
                 reporter.notice(f"'{job.outputs['stereo']}' was written by the other run.")
-            yield finished
+            try:
+                yield finished
+            except OSError as error:
+                raise StereoInputError(os_error_message(error, job.work_dir)) from error
 
 
 def convert(job: ConversionJob, settings: ConversionSettings, models: Models, device: torch.device | str = "cpu",

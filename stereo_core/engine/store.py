@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..errors import StereoInputError
-from ..files import atomic_output
+from ..files import atomic_output, os_error_cause
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class WorkStore:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StereoInputError(f"Cannot create the work folder '{self.folder}' ({error.strerror}). "
+            raise StereoInputError(f"Cannot create the work folder '{self.folder}' ({os_error_cause(error)}). "
                                    f"Choose a writable place with --work-dir.") from error
         return self.folder
 
@@ -105,7 +105,7 @@ class WorkStore:
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            raise StereoInputError(f"Cannot write in the work folder '{self.folder}' ({error.strerror}). Choose a "
+            raise StereoInputError(f"Cannot write in the work folder '{self.folder}' ({os_error_cause(error)}). Choose a "
                                    f"writable place with --work-dir.") from error
 
     def _same_lock_file(self, handle: int) -> bool:
