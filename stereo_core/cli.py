@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import model_files
 from .anaglyph import MODES as ANAGLYPH_MODES
@@ -62,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("inputs", nargs="+", type=Path, help="Video file(s), or folders of videos.")
     parser.add_argument("-o", "--output", type=Path,
-                        help="Output file for one input (.mp4, .mov or .mkv), or a folder for several (default: next "
-                             "to each input, named <input>_<format>.mp4).")
+                        help="Output file for one input (.mp4, .mov or .mkv; a name without one is refused) or an "
+                             "existing folder, or a folder for several (made if missing) (default: next to each "
+                             "input, named <input>_<format>.mp4).")
     parser.add_argument("--format", choices=LAYOUTS, default=_OUTPUT.layout,
                         help="sbs: full side-by-side (the reference); half-sbs/half-tb keep the source size (3D TVs); "
                              "tb: top-bottom; vr180: each eye a flat screen in a 180-degree frame (headsets).")
@@ -299,6 +301,10 @@ def plan_jobs(args) -> list[Job]:
     several = len(sources) > 1
     if several and args.output is not None and args.output.suffix:
         raise StereoInputError(f"With {len(sources)} inputs, -o must be a folder, not the file '{args.output}'.")
+    if not several and args.output is not None and not args.output.suffix and not args.output.is_dir():
+        raise StereoInputError(f"-o '{args.output}' has no extension: name the output file with one of "
+                               f"{', '.join(sorted(CONTAINERS))} (e.g. '{args.output}.mp4'), or create the folder "
+                               f"first to write into it.")
     if several and args.depth_video is not None and not args.depth_video.is_dir():
         raise StereoInputError("With several inputs, --depth-video must be a folder of <input name>_depth.mp4 files.")
     jobs = []
@@ -508,6 +514,18 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """Only errors from the model libraries: no weight-loading bars, no advice (--quiet)."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    for library in (transformers, diffusers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["download"]:  # python -m stereo_core download / stereocrafter-3d download
@@ -516,8 +534,11 @@ def main(argv: list[str] | None = None) -> int:
         return download(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    if args.quiet:
+        quiet_libraries()
     try:
-        return run(args)
+        with logging_redirect_tqdm():  # log lines (resume notices...) print above the progress bar, not inside it
+            return run(args)
     except StereoInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

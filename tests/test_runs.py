@@ -177,3 +177,51 @@ def test_os_errors_name_their_cause(code, cause, tmp_path):
 
     message = os_error_message(OSError(code, os.strerror(code), str(tmp_path / "x.mp4")))
     assert message.startswith(f"Cannot write '{tmp_path / 'x.mp4'}': {cause}") and "run the same command" in message
+
+
+# --- what a run prints ------------------------------------------------------------------------------
+
+
+def test_quiet_prints_nothing_but_errors(source, tmp_path, models_dir):
+    command = [sys.executable, "-m", "stereo_core", str(source), "-o", str(tmp_path / "out.mp4"), "--models",
+               str(models_dir), *FAST, "--max-frames", "6"]
+    assert "--quiet" in command
+    done = subprocess.run(command, cwd=ROOT, env=ONE_THREAD, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr  # weights loaded, no bars
+    assert is_complete_video(tmp_path / "out.mp4")
+
+
+def test_resume_lines_print_above_the_progress_bar(source, tmp_path, models_dir, monkeypatch):
+    from stereo_core.engine.store import StageStore
+
+    output = tmp_path / "out.mp4"
+    argv = [str(a) for a in (source, "-o", output, "--models", models_dir, "--segment-frames", "4", *FAST,
+                             "--frames-chunk", "4", "--overlap", "1")]  # three chunks
+    original = StageStore.save_tensors
+
+    def stopped(self, name, *args, **kwargs):
+        if name == "chunk-000002.safetensors":  # inpainting stops after two chunks
+            raise KeyboardInterrupt
+        original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(StageStore, "save_tensors", stopped)
+    assert run(*argv) == 130
+    monkeypatch.undo()
+    done = subprocess.run([sys.executable, "-m", "stereo_core", *[a for a in argv if a != "--quiet"]], cwd=ROOT,
+                          env=ONE_THREAD, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    resumed = [line for line in done.stderr.split("\n") if "Resuming" in line]
+    assert any("inpainting continues" in line for line in resumed), done.stderr
+    for line in resumed:  # what shows on the terminal: the text after the last carriage return
+        assert line.rsplit("\r", 1)[-1].startswith("Resuming: "), repr(line)
+
+
+def test_an_output_name_without_extension_is_refused(source, tmp_path, capsys):
+    argv = [source, "--depth-video", grey_depth(tmp_path / "depth.mp4"), "--no-inpaint", "--quiet"]
+    assert run(*argv, "-o", tmp_path / "name") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "name' has no extension" in err and ".mp4" in err, err
+    assert not (tmp_path / "name").exists()
+    (tmp_path / "folder").mkdir()  # an existing folder is a place to write into
+    assert run(*argv, "-o", tmp_path / "folder") == 0
+    assert is_complete_video(tmp_path / "folder" / "clip_sbs.mp4")
