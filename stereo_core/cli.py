@@ -25,7 +25,7 @@ from . import model_files
 from .anaglyph import MODES as ANAGLYPH_MODES
 from .convergence import AutoConvergence
 from .depthcrafter import DepthCrafterSettings
-from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
+from .disparity import NORMALIZATIONS, REFERENCE_LOOK, UNITS, DisparitySettings
 from .engine import (
     STREAM_COLOR_MODES,
     ConversionJob,
@@ -48,7 +48,7 @@ from .video_io import CONTAINERS, is_complete_video
 
 log = logging.getLogger("stereo_core")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-_DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), DisparitySettings(), OutputSettings()
+_DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), REFERENCE_LOOK, OutputSettings()
 _SCREEN, _AUTO, _SCENES = VirtualScreen(), AutoConvergence(), SceneSettings()
 
 
@@ -101,8 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("3D effect")
     group.add_argument("--max-disp", type=float, default=_DISPARITY.max_disp,
-                       help="Strength: parallax of the nearest point, in --disp-unit (20 px = the reference).")
-    group.add_argument("--disp-unit", choices=UNITS, default=_DISPARITY.unit)
+                       help="Strength: parallax of the nearest point, in --disp-unit. The default, 20 reference "
+                            "pixels, is the reference's look at any size: 37.5 px at 1920 wide, 6.25 px at 320.")
+    group.add_argument("--disp-unit", choices=UNITS, default=_DISPARITY.unit,
+                       help="reference: pixels at the reference's working width (1024), scaled to the video's "
+                            "width; pixels: of the output; percent: of the width.")
     group.add_argument("--convergence", type=float, default=_DISPARITY.convergence,
                        help="Depth value on the screen plane (0..1).")
     group.add_argument("--invert-depth", action="store_true", help="For depth videos where white means far.")

@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT
 
 from stereo_core import cli
+from stereo_core.disparity import DisparitySettings
 from stereo_core.engine.store import WorkStore
 from stereo_core.video_io import is_complete_video
 from synthetic_video import make_video
@@ -225,3 +226,21 @@ def test_an_output_name_without_extension_is_refused(source, tmp_path, capsys):
     (tmp_path / "folder").mkdir()  # an existing folder is a place to write into
     assert run(*argv, "-o", tmp_path / "folder") == 0
     assert is_complete_video(tmp_path / "folder" / "clip_sbs.mp4")
+
+
+# --- the default strength ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("width, pixels", [(320, 6.25), (1024, 20.0), (1920, 37.5), (3840, 75.0)])
+def test_the_default_strength_is_the_references_look_at_every_size(width, pixels, nodes):
+    """The reference's 20 px at its working width (1024), scaled to the output's width; explicit values keep
+    their unit."""
+    args = cli.build_parser().parse_args(["clip.mp4"])
+    assert cli.settings_of(args).disparity.pixels(width) == pytest.approx(pixels)
+    for node in ("SC3D_ForwardWarpStereo", "SC3D_StereoConvertVideo", "SC3D_StereoComfortCheck"):
+        required = nodes[node].INPUT_TYPES()["required"]
+        strength = DisparitySettings(max_disp=required["max_disp"][1]["default"],
+                                     unit=required["disp_unit"][1]["default"])
+        assert strength.pixels(width) == pytest.approx(pixels), node
+    explicit = cli.build_parser().parse_args(["clip.mp4", "--max-disp", "20", "--disp-unit", "pixels"])
+    assert cli.settings_of(explicit).disparity.pixels(width) == 20.0
