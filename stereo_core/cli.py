@@ -395,6 +395,8 @@ class CommandLineModels(Models):
     def get(self, kind: str) -> VideoDiffusionModel:
         if kind not in self._loaded:
             svd_folder, unet_folder = self.folders(kind)
+            if self.args.quiet:  # here, so that Ray workers loading their own models are quiet too
+                quiet_libraries()
             log.info("Loading %s from %s ...", model_files.TITLES[kind], unet_folder)
             self._loaded[kind] = load_video_diffusion(kind, svd_folder, unet_folder, dtype=self.args.dtype,
                                                       policy=self.args.placement, device=self.device)
@@ -537,8 +539,6 @@ def main(argv: list[str] | None = None) -> int:
         return download(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    if args.quiet:
-        quiet_libraries()
     try:
         with logging_redirect_tqdm():  # log lines (resume notices...) print above the progress bar, not inside it
             return run(args)

@@ -428,7 +428,8 @@ def test_auto_convergence_puts_the_subject_on_the_screen_plane(source, tmp_path)
     depth = torch.full((10, 64, 96, 3), 0.1)
     depth[:, 8:56, 16:80] = 0.6
     write_video(tmp_path / "depth.mp4", depth, 24)
-    common = ["--depth-video", tmp_path / "depth.mp4", "--no-inpaint", "--quiet", "--convergence", "0.8"]
+    common = ["--depth-video", tmp_path / "depth.mp4", "--no-inpaint", "--quiet", "--convergence", "0.8",
+              "--disp-unit", "pixels"]
     assert run(source, "-o", tmp_path / "fixed.mp4", *common) == 0
     assert run(source, "-o", tmp_path / "auto.mp4", *common, "--auto-convergence") == 0
 

@@ -233,7 +233,8 @@ def test_cancel_during_inpainting_resumes_from_the_last_chunk(nodes, clip, folde
     ({"filename_prefix": "/tmp/x"}, "must name a file inside ComfyUI's output folder"),
     ({"depth_video": "depth.mp4"}, "'depth_video' must be a VIDEO .* got str"),
     ({"depth_video": PathVideo("/nowhere/depth.mp4")}, "'/nowhere/depth.mp4' given to 'depth_video' does not exist"),
-    ({"max_disp": 200.0, "disp_unit": "pixels"}, "max_disp of 200 pixels is 200 px: the nearest and farthest points would move 400 px"),
+    ({"max_disp": 200.0, "disp_unit": "pixels"},
+     "max_disp of 200 pixels is 200 px: the nearest and farthest points would move 400 px"),
     ({"inpaint_overlap": 30, "stereocrafter_model": object()}, r"overlap \(30\) must be at least 0 and smaller"),
     ({"video": "longer"}, "The depth video .* has 12 frames but .* has 40"),
 ])

@@ -516,8 +516,8 @@ def long_video_full_pipeline():
         f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
         "2. Load Video: your clip or film.\n"
         "3. Stereo Convert Video: max_disp sets the 3D strength (20 'reference' = the reference's look at any "
-        "size), convergence the screen plane; depth_max_res 512-768 is much faster than 1024. Without the StereoCrafter loader the holes stay "
-        "black (a fast preview); out of GPU memory? Raise tile_num, lower frames_chunk or depth_window.\n"
+        "size), convergence the screen plane; depth_max_res 512-768 is much faster than 1024. Without the "
+        "StereoCrafter loader the holes stay black (a fast preview); out of GPU memory? Raise tile_num, lower frames_chunk or depth_window.\n"
         "4. Queue. output/stereo3d/ gets the side-by-side video with the source's frame rate and audio.\n\n"
         + LONG_VIDEO_STEPS,
         (0, -420), size=(620, 400))

@@ -105,8 +105,8 @@ class WorkStore:
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as error:
-            raise StereoInputError(f"Cannot write in the work folder '{self.folder}' ({os_error_cause(error)}). Choose a "
-                                   f"writable place with --work-dir.") from error
+            raise StereoInputError(f"Cannot write in the work folder '{self.folder}' ({os_error_cause(error)}). "
+                                   f"Choose a writable place with --work-dir.") from error
 
     def _same_lock_file(self, handle: int) -> bool:
         try:
