@@ -244,3 +244,38 @@ def test_the_default_strength_is_the_references_look_at_every_size(width, pixels
         assert strength.pixels(width) == pytest.approx(pixels), node
     explicit = cli.build_parser().parse_args(["clip.mp4", "--max-disp", "20", "--disp-unit", "pixels"])
     assert cli.settings_of(explicit).disparity.pixels(width) == 20.0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root only, where mounting is allowed), unmounted afterwards."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and permission to mount a tmpfs")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("room", [0.0, 0.5, 1.3])  # in the depth stage, among the pieces, at the join
+def test_a_really_full_disk_is_one_line_and_freeing_space_lets_the_same_command_finish(room, source, tmp_path,
+                                                                                       capsys, small_disk):
+    reference = tmp_path / "ref" / "out.mp4"
+    reference.parent.mkdir()
+    assert run(*quick(source, reference)) == 0
+    argv = quick(source, small_disk / "out.mp4")[:1] + ["-o", small_disk / "out.mp4",
+                                                        "--depth-video", reference.parent / "depth.mp4",
+                                                        "--no-inpaint", "--segment-frames", "3", "--quiet"]
+    filler = small_disk / "filler"
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    filler.write_bytes(b"\0" * (free - int(room * reference.stat().st_size)))  # room for part of the work
+    capsys.readouterr()
+    assert run(*argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and "the disk is full" in err, err
+    assert not (small_disk / "out.mp4").exists()
+    filler.unlink()
+    assert run(*argv) == 0
+    ours, expected = decoded(small_disk / "out.mp4"), decoded(reference)
+    assert len(ours) == len(expected) == 10 and all(np.array_equal(a, b) for a, b in zip(ours, expected))

@@ -639,15 +639,15 @@ def claimed(job: ConversionJob, store: WorkStore, reporter: Reporter) -> Iterato
                 tick = waiting_bar.enter_context(reporter.bar(WAITING, 1))
             tick(0, 1)
 
-        with store.claim(job.wait, waiting):
-            waiting_bar.close()
-            finished = tick is not None and all(is_complete_video(path) for path in job.outputs.values())
-            if finished:
-                reporter.notice(f"'{job.outputs['stereo']}' was written by the other run.")
-            try:
+        try:
+            with store.claim(job.wait, waiting):
+                waiting_bar.close()
+                finished = tick is not None and all(is_complete_video(path) for path in job.outputs.values())
+                if finished:
+                    reporter.notice(f"'{job.outputs['stereo']}' was written by the other run.")
                 yield finished
-            except OSError as error:
-                raise StereoInputError(os_error_message(error, job.work_dir)) from error
+        except OSError as error:
+            raise StereoInputError(os_error_message(error, job.work_dir)) from error
 
 
 def convert(job: ConversionJob, settings: ConversionSettings, models: Models, device: torch.device | str = "cpu",

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from contextlib import contextmanager
@@ -184,7 +185,18 @@ class StageStore:
         from safetensors.torch import save_file
 
         tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
-        self._write(name, lambda partial: save_file(tensors, str(partial), metadata={"meta": json.dumps(meta or {})}))
+
+        def write(partial: Path) -> None:
+            try:
+                save_file(tensors, str(partial), metadata={"meta": json.dumps(meta or {})})
+            except Exception as error:  # safetensors' I/O errors are no OSErrors: give them the one they carry
+                found = re.search(r"os error (\d+)", str(error))
+                if found is None:
+                    raise
+                code = int(found.group(1))
+                raise OSError(code, os.strerror(code), str(partial)) from error
+
+        self._write(name, write)
 
     def load_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict] | None:
         """The tensors and record saved under `name`, or None if it was never finished (or is unreadable)."""
