@@ -30,6 +30,7 @@ from ..stereo_core.engine.depth import DEPTH_DECODE, DEPTH_ENCODE, DEPTH_STATIST
 from ..stereo_core.engine.pipeline import STEREO
 from ..stereo_core.engine.store import settings_key, source_identity
 from ..stereo_core.errors import StereoInputError
+from ..stereo_core.files import os_errors_explained
 from ..stereo_core.inpainting import InpaintSettings
 from ..stereo_core.layouts import VirtualScreen
 from ..stereo_core.spatial_media import filename_tag
@@ -213,6 +214,7 @@ class StereoConvertVideo:
             "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
 
+    @os_errors_explained()  # a full disk or a folder without permission: one line, not a traceback
     def convert(self, video, filename_prefix, save_output, layout, swap_eyes, anaglyph, seed, max_frames, crf,
                 segment_frames, depth_video=None, depthcrafter_model=None, stereocrafter_model=None,
                 vr180_screen_fov=VirtualScreen.fov, vr180_screen_distance=VirtualScreen.distance,

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .errors import StereoInputError
+
 
 def partial_path(path: Path) -> Path:
     """The temporary name a file is written under before it is renamed into place."""
@@ -94,9 +96,19 @@ def os_error_message(error: OSError, path: Path | None = None) -> str:
     what = f"Cannot write '{place}'" if writing and place is not None else (
         f"'{place}'" if place is not None else "A file operation failed")
     remedy = "free some space" if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)) else "fix that"
-    return (f"{what}: {cause}{detail}. The finished work is kept: {remedy} (or choose another place with -o / "
-            f"--work-dir) and run the same command again to carry on.")
+    return (f"{what}: {cause}{detail}. The finished work is kept: {remedy} (or choose another place for the output "
+            f"or the work folder) and run the same conversion again to carry on.")
 
 
 WRITE_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EACCES, errno.EPERM, errno.EROFS,
                 errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
+
+
+@contextmanager
+def os_errors_explained(path: Path | None = None) -> Iterator[None]:
+    """OS errors inside (disk full, permission, ...) become one StereoInputError line (os_error_message);
+    `path`: the place to name where an error names none. Also a decorator."""
+    try:
+        yield
+    except OSError as error:
+        raise StereoInputError(os_error_message(error, path)) from error

@@ -270,3 +270,22 @@ def test_vr180_with_its_screen_and_spherical_metadata(nodes, clip, folders):
     assert (facts["width"], facts["height"], facts["frames"]) == (192, 96, FRAMES)
     sbs = run(nodes, PathVideo(video), depth_video=PathVideo(depth))["result"][1]
     assert read_spatial_metadata(sbs).stereo_mode == "left-right"
+
+
+def test_a_full_disk_is_one_clear_message_and_queueing_again_finishes(nodes, clip, folders, pack, monkeypatch):
+    import errno
+    import os
+
+    video, depth = clip
+    writer = pack.stereo_core.video_io.SegmentWriter
+    original = writer.write
+
+    def full(self, pictures, times):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+
+    monkeypatch.setattr(writer, "write", full)
+    with pytest.raises(ValueError, match="the disk is full .*run the same conversion again"):
+        run(nodes, PathVideo(video), depth_video=PathVideo(depth))
+    monkeypatch.setattr(writer, "write", original)
+    stereo_path = run(nodes, PathVideo(video), depth_video=PathVideo(depth))["result"][1]
+    assert describe(stereo_path)["frames"] == FRAMES

@@ -146,7 +146,7 @@ def test_a_full_disk_mid_run_is_one_line_and_the_same_command_then_finishes_the_
     assert run(*argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1, err
-    assert "the disk is full" in err and "encode-" in err and "run the same command again" in err, err
+    assert "the disk is full" in err and "encode-" in err and "run the same conversion again" in err, err
     assert not output.exists()
     assert len(list((tmp_path / ".out.work").glob("encode-*/stereo-*.mp4"))) == 1  # the finished piece stays
 
@@ -177,7 +177,8 @@ def test_os_errors_name_their_cause(code, cause, tmp_path):
     from stereo_core.files import os_error_message
 
     message = os_error_message(OSError(code, os.strerror(code), str(tmp_path / "x.mp4")))
-    assert message.startswith(f"Cannot write '{tmp_path / 'x.mp4'}': {cause}") and "run the same command" in message
+    assert message.startswith(f"Cannot write '{tmp_path / 'x.mp4'}': {cause}")
+    assert "run the same conversion again" in message
 
 
 # --- what a run prints ------------------------------------------------------------------------------

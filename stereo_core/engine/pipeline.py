@@ -32,7 +32,7 @@ from ..convergence import AutoConvergence, auto_convergence
 from ..depthcrafter import DepthCrafterSettings
 from ..disparity import DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
 from ..errors import StereoInputError
-from ..files import os_error_message
+from ..files import os_errors_explained
 from ..frames import frame_batches, resize_frames
 from ..inpainting import Chunk, ChunkInpainter, InpaintSettings, finish_frames, plan_chunks
 from ..layouts import VirtualScreen, check_layout, compose_stereo, stereo_frame_size
@@ -639,15 +639,12 @@ def claimed(job: ConversionJob, store: WorkStore, reporter: Reporter) -> Iterato
                 tick = waiting_bar.enter_context(reporter.bar(WAITING, 1))
             tick(0, 1)
 
-        try:
-            with store.claim(job.wait, waiting):
-                waiting_bar.close()
-                finished = tick is not None and all(is_complete_video(path) for path in job.outputs.values())
-                if finished:
-                    reporter.notice(f"'{job.outputs['stereo']}' was written by the other run.")
-                yield finished
-        except OSError as error:
-            raise StereoInputError(os_error_message(error, job.work_dir)) from error
+        with os_errors_explained(job.work_dir), store.claim(job.wait, waiting):
+            waiting_bar.close()
+            finished = tick is not None and all(is_complete_video(path) for path in job.outputs.values())
+            if finished:
+                reporter.notice(f"'{job.outputs['stereo']}' was written by the other run.")
+            yield finished
 
 
 def convert(job: ConversionJob, settings: ConversionSettings, models: Models, device: torch.device | str = "cpu",
