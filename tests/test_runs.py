@@ -97,6 +97,16 @@ def test_a_second_run_stops_at_once_naming_the_first_or_waits_for_it(source, tmp
     thread.join()
     assert waited[0] > 1.0 and is_complete_video(output)
 
+    # What the other run finished while this one waited is kept, not made again.
+    written = output.stat().st_mtime_ns
+    holding.clear()
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    holding.wait()
+    assert run(*argv, "--wait", "--overwrite") == 0
+    thread.join()
+    assert output.stat().st_mtime_ns == written
+
 
 def test_runs_on_different_outputs_do_not_wait_for_each_other(source, tmp_path):
     with WorkStore(tmp_path / ".first.work").claim():
