@@ -29,6 +29,7 @@ from ..stereo_core.engine import (
     work_key,
 )
 from ..stereo_core.errors import StereoInputError
+from ..stereo_core.files import os_errors_explained
 from ..stereo_core.inpainting import InpaintSettings
 from ..stereo_core.layouts import VirtualScreen
 from ..stereo_core.spatial_media import filename_tag
@@ -217,6 +218,7 @@ class StereoConvertVideo:
             "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
 
+    @os_errors_explained()  # a full disk or a folder without permission: one line, not a traceback
     def convert(self, video, filename_prefix, save_output, layout, swap_eyes, anaglyph, seed, max_frames, crf,
                 segment_frames, depth_video=None, depthcrafter_model=None, stereocrafter_model=None,
                 vr180_screen_fov=VirtualScreen.fov, vr180_screen_distance=VirtualScreen.distance,
@@ -252,7 +254,8 @@ class StereoConvertVideo:
         # (a new strength keeps DepthCrafter's work), and a run queued again finds its pieces.
         work_dir = work_root / work_key(source, depth_path, max_frames)
         job = ConversionJob(source=source, outputs=outputs, work_dir=work_dir, depth_video=depth_path,
-                            max_frames=max_frames or None, option_names=OPTION_NAMES)
+                            max_frames=max_frames or None, option_names=OPTION_NAMES,
+                            wait=True)  # another ComfyUI on this video: queue behind it (Cancel still works)
         plan = plan_conversion(job, settings)
         models = LoadedModels({model_files.DEPTHCRAFTER: depthcrafter_model,
                                model_files.STEREOCRAFTER: stereocrafter_model})

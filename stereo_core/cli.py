@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from . import model_files, photos
 from .anaglyph import MODES as ANAGLYPH_MODES
 from .convergence import AutoConvergence
 from .depthcrafter import DepthCrafterSettings
-from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
+from .disparity import NORMALIZATIONS, REFERENCE_LOOK, UNITS, DisparitySettings
 from .engine import (
     DEFAULT_DEPTH_MODEL,
     DEPTH_MODELS,
@@ -39,6 +40,7 @@ from .engine import (
 )
 from .engine.scenes import SceneSettings, convert_scenes, require_scenedetect
 from .errors import StereoInputError
+from .files import os_error_cause, os_error_message
 from .inpainting import TILE_BLENDS, InpaintSettings
 from .layouts import LAYOUTS, VirtualScreen
 from .spatial_media import filename_tag
@@ -48,7 +50,7 @@ from .video_io import CONTAINERS, is_complete_video
 
 log = logging.getLogger("stereo_core")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-_DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), DisparitySettings(), OutputSettings()
+_DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), REFERENCE_LOOK, OutputSettings()
 _SCREEN, _AUTO, _SCENES = VirtualScreen(), AutoConvergence(), SceneSettings()
 
 
@@ -65,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Video or image files (PNG, JPEG, WebP, TIFF, BMP), or folders of them.")
     parser.add_argument("-o", "--output", type=Path,
                         help="Output file for one input (.mp4, .mov or .mkv; for an image .png, .jpg, .webp, .mpo, "
-                             ".jps ...), or a folder for several (default: next to each input, named "
+                             ".jps ...; a name without an extension is refused) or an existing folder, or a folder "
+                             "for several (made if missing) (default: next to each input, named "
                              "<input>_<format>.mp4, or for an image in its format).")
     parser.add_argument("--format", choices=LAYOUTS, default=_OUTPUT.layout,
                         help="sbs: full side-by-side (the reference); half-sbs/half-tb keep the source size (3D TVs); "
@@ -111,8 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("3D effect")
     group.add_argument("--max-disp", type=float, default=_DISPARITY.max_disp,
-                       help="Strength: parallax of the nearest point, in --disp-unit (20 px = the reference).")
-    group.add_argument("--disp-unit", choices=UNITS, default=_DISPARITY.unit)
+                       help="Strength: parallax of the nearest point, in --disp-unit. The default, 20 reference "
+                            "pixels, is the reference's look at any size: 37.5 px at 1920 wide, 6.25 px at 320.")
+    group.add_argument("--disp-unit", choices=UNITS, default=_DISPARITY.unit,
+                       help="reference: pixels at the reference's working width (1024), scaled to the video's "
+                            "width; pixels: of the output; percent: of the width.")
     group.add_argument("--convergence", type=float, default=_DISPARITY.convergence,
                        help="Depth value on the screen plane (0..1).")
     group.add_argument("--invert-depth", action="store_true", help="For depth videos where white means far.")
@@ -181,7 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--work-dir", type=Path,
                        help="Where finished pieces are kept until the output is written (default: beside it).")
     group.add_argument("--keep-work", action="store_true", help="Keep the finished pieces after success.")
-    group.add_argument("--quiet", action="store_true", help="No progress bars.")
+    group.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
+    group.add_argument("--wait", action="store_true",
+                       help="When another run is converting to the same output, wait for it to end (outputs it "
+                            "finished are kept) instead of stopping at once.")
     return parser
 
 
@@ -338,7 +347,7 @@ def _check_writable(folder: Path, what: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as error:
-        reason = error.strerror or str(error)
+        reason = os_error_cause(error, folder)
         raise StereoInputError(f"Cannot write the {what} in '{folder}' ({reason}). Choose another place "
                                f"({'-o' if what == 'output' else '--work-dir'}).") from error
 
@@ -352,6 +361,10 @@ def plan_jobs(args, found: Inputs | None = None) -> list[Job]:
     several = found.count > 1
     if several and args.output is not None and args.output.suffix:
         raise StereoInputError(f"With {found.count} inputs, -o must be a folder, not the file '{args.output}'.")
+    if not several and args.output is not None and not args.output.suffix and not args.output.is_dir():
+        raise StereoInputError(f"-o '{args.output}' has no extension: name the output file with one of "
+                               f"{', '.join(sorted(CONTAINERS))} (e.g. '{args.output}.mp4'; for an image .png, .jpg, "
+                               f".webp, .mpo or .jps), or create the folder first to write into it.")
     if several and args.depth_video is not None and not args.depth_video.is_dir():
         raise StereoInputError("With several inputs, --depth-video must be a folder of <input name>_depth.mp4 files.")
     jobs = []
@@ -557,6 +570,8 @@ class CommandLineModels(Models):
     def get(self, kind: str) -> VideoDiffusionModel:
         if kind not in self._loaded:
             svd_folder, unet_folder = self.folders(kind)
+            if self.args.quiet:  # here, so that Ray workers loading their own models are quiet too
+                quiet_libraries()
             log.info("Loading %s from %s ...", model_files.TITLES[kind], unet_folder)
             self._loaded[kind] = load_video_diffusion(kind, svd_folder, unet_folder, dtype=self.args.dtype,
                                                       policy=self.args.placement, device=self.device)
@@ -653,7 +668,7 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
         conversion_job = ConversionJob(source=job.source, outputs=job.outputs, work_dir=job.work_dir,
                                        depth_video=job.depth_video, max_frames=args.max_frames,
                                        keep_work=args.keep_work, comfort_report=job.comfort_report,
-                                       comfort_screen_px=args.screen_width)
+                                       comfort_screen_px=args.screen_width, wait=args.wait)
         try:
             planned.append((job, plan_conversion(conversion_job, settings)))
         except StereoInputError as error:
@@ -688,6 +703,18 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """Only errors from the model libraries: no weight-loading bars, no advice (--quiet)."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    for library in (transformers, diffusers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["download"]:  # python -m stereo_core download / stereocrafter-3d download
@@ -697,10 +724,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        return run(args)
+        with logging_redirect_tqdm():  # log lines (resume notices...) print above the progress bar, not inside it
+            return run(args)
     except StereoInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # outside a conversion (which reports its own): still one line
+        print(f"error: {os_error_message(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to carry on from the last finished chunk.",
               file=sys.stderr)

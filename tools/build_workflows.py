@@ -274,7 +274,8 @@ MODELS_STEP = ("Models, once: turn on download_if_missing in the loaders to fetc
                "ComfyUI/models/stereocrafter/ on the first run (Stable Video Diffusion is gated: accept its licence "
                "on Hugging Face and run `hf auth login` first), or use the pack's download command (README, "
                "'Models'). Needed")
-STRENGTH_STEP = "Forward Warp Stereo: max_disp sets the 3D strength (20 px = the reference), convergence the screen plane."
+STRENGTH_STEP = ("Forward Warp Stereo: max_disp sets the 3D strength (20 'reference' = the reference's look at any "
+                 "size), convergence the screen plane.")
 INPAINT_STEP = ("StereoCrafter Inpaint Chunked fills the holes. Out of GPU memory? Raise tile_num, lower frames_chunk, "
                 "or choose 'sequential offload' in the loader.")
 
@@ -310,8 +311,8 @@ def bring_your_own_depth():
         "1. Load Video (top): your 2D video.\n"
         "2. Load Video (bottom): a depth video of the same clip (from any depth node or tool; "
         "white = near). Any size: it is resized.\n"
-        "3. Forward Warp Stereo: max_disp sets the 3D strength (20 px is the reference; try 'percent' "
-        "for resolution-independent strength), convergence moves the screen plane.\n"
+        "3. Forward Warp Stereo: max_disp sets the 3D strength (20 'reference' is the reference's look at "
+        "any size; 'pixels' counts the video's own pixels), convergence moves the screen plane.\n"
         "4. Queue. You get a full side-by-side video and a red/cyan anaglyph in output/stereo3d/, "
         "with the source's frame rate and audio.\n\n"
         "The right eye still has holes (black) where the background was hidden: use the full pipeline "
@@ -486,7 +487,7 @@ def auto_convergence():
         "preview under it.\n"
         "4. Forward Warp Stereo and Stereo Comfort Check take its re-centred depth: keep their normalize at "
         "'none', invert_depth off and convergence equal to Auto Convergence's. max_disp sets the 3D strength "
-        "(20 px = the reference); give both the same.\n"
+        "(20 'reference' = the reference's look at any size); give both the same.\n"
         f"5. {INPAINT_STEP}\n"
         "6. Queue. output/stereo3d/ gets a full side-by-side video and a red/cyan anaglyph with the source's "
         "frame rate and audio. " + COMFORT_RESULT,
@@ -549,9 +550,9 @@ def long_video_full_pipeline():
         "Long videos: 2D to 3D in one node\n\n"
         f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
         "2. Load Video: your clip or film.\n"
-        "3. Stereo Convert Video: max_disp sets the 3D strength (20 px = the reference), convergence the screen "
-        "plane; depth_max_res 512-768 is much faster than 1024. Without the StereoCrafter loader the holes stay "
-        "black (a fast preview); out of GPU memory? Raise tile_num, lower frames_chunk or depth_window.\n"
+        "3. Stereo Convert Video: max_disp sets the 3D strength (20 'reference' = the reference's look at any "
+        "size), convergence the screen plane; depth_max_res 512-768 is much faster than 1024. Without the "
+        "StereoCrafter loader the holes stay black (a fast preview); out of GPU memory? Raise tile_num, lower frames_chunk or depth_window.\n"
         "4. Queue. output/stereo3d/ gets the side-by-side video with the source's frame rate and audio.\n\n"
         + LONG_VIDEO_STEPS,
         (0, -420), size=(620, 400))

@@ -15,7 +15,7 @@ run killed at any moment and started again produces the identical video.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +32,7 @@ from ..convergence import AutoConvergence, auto_convergence
 from ..depthcrafter import DepthCrafterSettings
 from ..disparity import DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
 from ..errors import StereoInputError
+from ..files import os_errors_explained
 from ..frames import frame_batches, resize_frames
 from ..inpainting import Chunk, ChunkInpainter, InpaintSettings, finish_frames, plan_chunks
 from ..layouts import VirtualScreen, check_layout, compose_stereo, stereo_frame_size
@@ -46,6 +47,7 @@ from ..video_io import (
     StreamPlan,
     VideoInfo,
     container_format,
+    is_complete_video,
     join_segments,
     plan_streams,
     probe_video,
@@ -169,6 +171,7 @@ class ConversionJob:
     def option(self, name: str) -> str:
         """How messages name option `name` to the user of the face that made this job."""
         return self.option_names.get(name, OPTION_NAMES[name])
+    wait: bool = False  # another run on the same work folder: wait for it to end (else refuse at once)
 
 
 class Reporter:
@@ -656,6 +659,33 @@ def write_comfort_report(plan: Plan, extremes: list[tuple[int, tuple[torch.Tenso
     return report.verdict()
 
 
+WAITING = "waiting for the other run"
+
+
+@contextmanager
+def claimed(job: ConversionJob, store: WorkStore, reporter: Reporter) -> Iterator[bool]:
+    """The job's work folder held by this run for the duration (WorkStore.claim). Yields True when it
+    waited for another run that has meanwhile written every output (nothing is left to do). An OS error
+    (disk full, permission, ...) in the work ends it as one StereoInputError line; the finished work stays."""
+    with ExitStack() as waiting_bar:
+        tick = None
+
+        def waiting(pid: int | None) -> None:
+            nonlocal tick
+            if tick is None:
+                reporter.notice(f"Waiting for the other run on '{job.outputs['stereo']}' (process {pid or '?'}) "
+                                f"to end ...")
+                tick = waiting_bar.enter_context(reporter.bar(WAITING, 1))
+            tick(0, 1)
+
+        with os_errors_explained(job.work_dir), store.claim(job.wait, waiting):
+            waiting_bar.close()
+            finished = tick is not None and all(is_complete_video(path) for path in job.outputs.values())
+            if finished:
+                reporter.notice(f"'{job.outputs['stereo']}' was written by the other run.")
+            yield finished
+
+
 def convert(job: ConversionJob, settings: ConversionSettings, models: Models, device: torch.device | str = "cpu",
             reporter: Reporter | None = None, plan: Plan | None = None) -> Plan:
     """Convert one video file (see ConversionJob); returns the plan it ran. `plan`: the job's plan where the
@@ -663,8 +693,10 @@ def convert(job: ConversionJob, settings: ConversionSettings, models: Models, de
     plan = plan or plan_conversion(job, settings)
     store = WorkStore(job.work_dir, job.option("work_dir"))
     reporter = reporter or Reporter()
-    result = Conversion(plan, models, device, reporter, store).run()
-    finish_conversion(plan, result.segments, [(0, result.comfort)], reporter, store)
+    with claimed(job, store, reporter) as finished:
+        if not finished:
+            result = Conversion(plan, models, device, reporter, store).run()
+            finish_conversion(plan, result.segments, [(0, result.comfort)], reporter, store)
     return plan
 
 
