@@ -4,9 +4,9 @@ Follows ALGORITHM.md "Stage 2". Differences by design: the frame is padded (edge
 replicate) to the model's 64 px grid and cropped back instead of cropped to multiples of
 128; clips of any length >= 1 work; guidance exactly 1.0 skips the unconditional pass;
 inpainted frames fed to the next chunk stay float instead of 8-bit; an out-of-memory error
-retries the chunk with more tiles; optional colour matching and hole-only compositing. Above `inpaint_max_res` the model works at the
-reference's working size and its output is composited into the full-size warp inside the holes only
-(inpaint_size.py). Work without holes is not sent to the model: a chunk whose new frames have no hole
+retries the chunk with more tiles; optional colour matching and hole-only compositing. Above
+`inpaint_max_res` the model works at the reference's working size and its output is composited into
+the full-size warp inside the holes only (inpaint_size.py). Work without holes is not sent to the model: a chunk whose new frames have no hole
 is the warp itself; a tile without a hole in its region is the VAE's encoding of its frames. Both
 still draw the noise the model call would have drawn, so later chunks get the same noise.
 """
@@ -322,9 +322,10 @@ class _Denoiser:
             self.ticker.tick()
 
     def hole_free(self, frames: torch.Tensor, latents: torch.Tensor | None) -> torch.Tensor:
-        """Latents of a tile without holes: its frames' own encoding (what the model would give back)."""
+        """Latents of a tile without holes: its frames' own encoding (what the model would give back), scaled
+        as the denoised latents are (vae_decode divides by the scaling factor; the conditioning is unscaled)."""
         self.skip(frames.shape, latents)
-        return self._encode(frames).float()
+        return self._encode(frames).float() * self.model.vae.config.scaling_factor
 
 
 def _pad_to_grid(frames: torch.Tensor, multiple: int) -> torch.Tensor:

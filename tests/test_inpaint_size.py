@@ -189,3 +189,17 @@ def test_a_killed_run_resumes_exactly_with_the_carry_at_the_working_size(tmp_pat
     monkeypatch.setattr(pipeline._RightEyes, "_compute", real_compute)
     convert(job("resumed"), settings, models)
     assert torch.equal(read_video(tmp_path / "resumed.mp4").frames, read_video(tmp_path / "whole.mp4").frames)
+
+
+def test_a_tile_without_holes_is_its_frames_through_the_vae(stereocrafter_model):
+    """The latents standing in for a tile that is not denoised decode back to its frames as the VAE alone
+    does (scaled as the denoised latents are)."""
+    warped, _ = scene(2, 64, 96)
+    inpaint = ChunkInpainter(stereocrafter_model, InpaintSettings(**FAST), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = inpaint(warped, torch.zeros(2, 64, 96))
+        vae = stereocrafter_model.vae
+        pixels = F.pad(warped.permute(0, 3, 1, 2) * 2 - 1, (0, 32, 0, 0), mode="replicate")  # padded to 64x128
+        expected = vae.decode(vae.encode(pixels).latent_dist.mode(), num_frames=2).sample[..., :96]
+    assert inpaint.unet_calls == 0
+    torch.testing.assert_close(out, (expected / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1), atol=1e-5, rtol=0)
