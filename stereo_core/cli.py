@@ -184,9 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def with_preset(parser: argparse.ArgumentParser, argv: list[str], args) -> argparse.Namespace:
     """The arguments again with the preset's values as the defaults, so that options given explicitly win."""
-    known = {action.dest for action in parser._actions}
     ignored = ("depth_model",) if args.depth_video is not None else ()  # the depth comes from the file
-    parser.set_defaults(**preset_values(args.preset, CLI_NAMES, known.__contains__, ignored))
+    parser.set_defaults(**preset_values(args.preset, CLI_NAMES, vars(args).__contains__, ignored))
     return parser.parse_args(argv)
 
 
