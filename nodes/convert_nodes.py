@@ -180,7 +180,7 @@ class StereoConvertVideo:
                     "default": NO_PRESET,
                     "tooltip": "A group of settings; an input changed from its default wins over the preset. "
                                + " ".join(f"{name}: {describe(name)}." for name in PRESETS)
-                               + " fast is an order of magnitude less GPU work (see the README, 'Presets')."}),
+                               + " fast: much less GPU work (see the README, 'Presets')."}),
                 **DISPARITY_INPUTS,
                 "layout": sbs["layout"],
                 "swap_eyes": sbs["swap_eyes"],

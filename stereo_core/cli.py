@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=list(PRESETS),
                         help="A group of settings (options given explicitly win): "
                              + "; ".join(f"{name}: {describe(name)}" for name in PRESETS)
-                             + ". fast is an order of magnitude less GPU work (see README, 'Presets').")
+                             + ". fast: much less GPU work (see README, 'Presets').")
     parser.add_argument("--format", choices=LAYOUTS, default=_OUTPUT.layout,
                         help="sbs: full side-by-side (the reference); half-sbs/half-tb keep the source size (3D TVs); "
                              "tb: top-bottom; vr180: each eye a flat screen in a 180-degree frame (headsets).")

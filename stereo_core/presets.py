@@ -1,8 +1,8 @@
 """Presets: named groups of settings, the one table the command line, the convert node and the README use.
 
 `reference` is the reference's pipeline (our defaults: DepthCrafter depth, 8 inpainting steps at guidance
-1.01, inpainting at its working size of 1024 on the longest side). `fast` is the same pipeline with the
-work cut by an order of magnitude: Video Depth Anything depth instead of DepthCrafter's diffusion,
+1.01, inpainting at its working size of 1024 on the longest side). `fast` is the same pipeline with much
+less work (bench/bench_compute.py counts it): Video Depth Anything depth instead of DepthCrafter's diffusion,
 guidance exactly 1.0 (the reference's 1.01 doubles every inpainting call for a 1% difference) and half
 the inpainting steps. Any setting given explicitly wins over the preset.
 """
