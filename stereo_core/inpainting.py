@@ -8,7 +8,11 @@ retries the chunk with more tiles; optional colour matching and hole-only compos
 `inpaint_max_res` the model works at the reference's working size and its output is composited into
 the full-size warp inside the holes only (inpaint_size.py). Work without holes is not sent to the model: a chunk whose new frames have no hole
 is the warp itself; a tile without a hole in its region is the VAE's encoding of its frames. Both
-still draw the noise the model call would have drawn, so later chunks get the same noise.
+still draw the noise the model call would have drawn, so later chunks get the same noise. What a skip
+does change: the skipped frames themselves (the warp, or the tile's VAE round trip, instead of the
+model's re-rendering of hole-free frames), the tile overlaps blended with a skipped tile, and, where
+the next chunk reuses frames of a skipped chunk, those reused frames (the warp instead of the model's
+re-rendering of it); nothing else (tests/test_inpaint_size.py).
 """
 
 from __future__ import annotations
