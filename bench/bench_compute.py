@@ -9,8 +9,8 @@ built on the meta device (stereo_core/compute.py; nothing is computed), per outp
 clip (steady state: a DepthCrafter window of 70 frames every 45 frames, an inpainting chunk of 23 frames
 every 20, so the overlaps are counted), with guidance > 1 counted as two UNet evaluations per step and
 every tile counted at its own size. Every chunk is assumed to have holes (a chunk without any costs
-nothing). Video Depth Anything's count comes from stereo_core.video_depth_anything.flops_per_frame
-where that module exists ("n/a" until then).
+nothing). Video Depth Anything's count (the Small model) comes from
+stereo_core.video_depth_anything.flops_per_frame where that module exists ("n/a" until then).
 
 Seconds per frame = TFLOP / (the card's dense fp16 tensor peak x efficiency). The efficiency is
 calibrated on DepthCrafter's published speed: 0.47 s per frame (465.84 ms) on an A100 at 1024x576
@@ -59,12 +59,17 @@ def depthcrafter(height: int, width: int, settings: DepthCrafterSettings) -> dic
     }
 
 
+# The fast preset's Video Depth Anything: the Small model (the one whose weights are Apache-2.0).
+DEPTH_ANYTHING_ENCODER = "vits"
+
+
 def depth_anything(height: int, width: int) -> dict[str, float] | None:
+    """FLOPs per output frame of Video Depth Anything, where that module is installed (None: not yet)."""
     try:
         from stereo_core.video_depth_anything import flops_per_frame
     except ImportError:
         return None
-    return {"model": flops_per_frame(height, width)}
+    return {"model": flops_per_frame(DEPTH_ANYTHING_ENCODER, height, width)}
 
 
 def inpainting(height: int, width: int, settings: InpaintSettings) -> dict[str, float]:
