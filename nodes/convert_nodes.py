@@ -32,6 +32,7 @@ from ..stereo_core.errors import StereoInputError
 from ..stereo_core.files import os_errors_explained
 from ..stereo_core.inpainting import InpaintSettings
 from ..stereo_core.layouts import VirtualScreen
+from ..stereo_core.presets import PRESETS, describe, preset_values
 from ..stereo_core.spatial_media import filename_tag
 from .comfy_adapter import (
     Progress,
@@ -66,6 +67,7 @@ INPAINT_SETTINGS = {
     "tile_blend": ("tile_blend", "tile_blend"),
     "color_match": ("color_match", "color_match"),
     "keep_unmasked": ("keep_unmasked", "keep_unmasked"),
+    "inpaint_max_res": ("max_res", "inpaint_max_res"),
 }
 
 # How the engine's messages name options to a user of this node.
@@ -75,6 +77,9 @@ MODEL_INPUTS = {
     model_files.DEPTHCRAFTER: "Stereo Convert Video needs depth: connect a depth video to 'depth_video', or a "
                               "DepthCrafter Model Loader to 'depthcrafter_model'.",
 }
+# The node's names of preset settings where they differ from the preset table's (both guidance ends).
+PRESET_NAMES = {"inpaint_guidance": ("inpaint_guidance", "inpaint_min_guidance")}
+NO_PRESET = "none"
 
 # Output slots, for telling whether the anaglyph is wanted downstream.
 ANAGLYPH_SLOTS = (2, 3)
@@ -175,6 +180,11 @@ class StereoConvertVideo:
                     "default": True,
                     "tooltip": "On: keep the file in ComfyUI's output folder. Off: write it to the temp folder "
                                "(emptied when ComfyUI starts), e.g. when Save Video keeps the result."}),
+                "preset": ([NO_PRESET, *PRESETS], {
+                    "default": NO_PRESET,
+                    "tooltip": "A group of settings; an input changed from its default wins over the preset. "
+                               + " ".join(f"{name}: {describe(name)}." for name in PRESETS)
+                               + " fast: much less GPU work (see the README, 'Presets')."}),
                 **DISPARITY_INPUTS,
                 "layout": sbs["layout"],
                 "swap_eyes": sbs["swap_eyes"],
@@ -222,7 +232,10 @@ class StereoConvertVideo:
     def convert(self, video, filename_prefix, save_output, layout, swap_eyes, anaglyph, seed, max_frames, crf,
                 segment_frames, depth_video=None, depthcrafter_model=None, stereocrafter_model=None,
                 vr180_screen_fov=VirtualScreen.fov, vr180_screen_distance=VirtualScreen.distance,
-                vr180_eye_size=VirtualScreen.eye_size, auto_convergence=0.0, prompt=None, unique_id=None, **values):
+                vr180_eye_size=VirtualScreen.eye_size, auto_convergence=0.0, preset=NO_PRESET, prompt=None,
+                unique_id=None, **values):
+        if preset != NO_PRESET:
+            values = with_preset(self.INPUT_TYPES()["required"], values, preset, depth_video is not None)
         if anaglyph == "off" and _wired(prompt, unique_id, ANAGLYPH_SLOTS):
             raise StereoInputError("The 'anaglyph' output is connected but 'anaglyph' is off: choose an anaglyph "
                                    "mode (e.g. color), or disconnect that output.")
@@ -283,6 +296,15 @@ class StereoConvertVideo:
                   None if anaglyph_path is None else video_from_file(anaglyph_path),
                   "" if anaglyph_path is None else str(anaglyph_path))
         return {"ui": {"images": [preview], "animated": (True,)}, "result": result}
+
+
+def with_preset(inputs: dict, values: dict, preset: str, depth_given: bool) -> dict:
+    """The node's setting values with the preset's applied to those still at their default (a widget the
+    user changed is an explicit choice, and wins)."""
+    ignored = ("depth_model",) if depth_given else ()  # the depth comes from the video
+    chosen = preset_values(preset, PRESET_NAMES, values.__contains__, ignored)
+    return {**values, **{name: value for name, value in chosen.items()
+                         if values[name] == inputs[name][1].get("default")}}
 
 
 def _wired(prompt, unique_id, slots) -> bool:

@@ -45,6 +45,7 @@ from .inpainting import TILE_BLENDS, InpaintSettings
 from .layouts import LAYOUTS, VirtualScreen
 from .spatial_media import filename_tag
 from .placement import DTYPE_CHOICES, POLICIES, resolve_dtype
+from .presets import CLI_NAMES, PRESETS, describe, preset_values
 from .video_diffusion import VideoDiffusionModel, load_video_diffusion
 from .video_io import CONTAINERS, is_complete_video
 
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                              ".jps ...; a name without an extension is refused) or an existing folder, or a folder "
                              "for several (made if missing) (default: next to each input, named "
                              "<input>_<format>.mp4, or for an image in its format).")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="A group of settings (options given explicitly win): "
+                             + "; ".join(f"{name}: {describe(name)}" for name in PRESETS)
+                             + ". fast: much less GPU work (see README, 'Presets').")
     parser.add_argument("--format", choices=LAYOUTS, default=_OUTPUT.layout,
                         help="sbs: full side-by-side (the reference); half-sbs/half-tb keep the source size (3D TVs); "
                              "tb: top-bottom; vr180: each eye a flat screen in a 180-degree frame (headsets).")
@@ -141,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--no-inpaint", action="store_true",
                        help="Skip StereoCrafter: the right eye keeps black holes (fast preview).")
     group.add_argument("--steps", type=int, default=_INPAINT.steps)
+    group.add_argument("--inpaint-guidance", type=float, default=_INPAINT.max_guidance,
+                       help="Guidance of every frame (1.01 = the reference; exactly 1.0 halves the UNet work).")
+    group.add_argument("--inpaint-max-res", type=int, default=_INPAINT.inpaint_max_res,
+                       help="Longest side the inpainting works at (1024 = the reference); larger frames keep the "
+                            "full-size warp outside the holes. 0 = inpaint the full frame.")
     group.add_argument("--frames-chunk", type=int, default=_INPAINT.frames_chunk)
     group.add_argument("--overlap", type=int, default=_INPAINT.overlap)
     group.add_argument("--tile-num", type=int, default=_INPAINT.tile_num,
@@ -194,6 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_preset(parser: argparse.ArgumentParser, argv: list[str], args) -> argparse.Namespace:
+    """The arguments again with the preset's values as the defaults, so that options given explicitly win."""
+    ignored = ("depth_model",) if args.depth_video is not None else ()  # the depth comes from the file
+    parser.set_defaults(**preset_values(args.preset, CLI_NAMES, vars(args).__contains__, ignored))
+    return parser.parse_args(argv)
+
+
 def pick_device(choice: str) -> torch.device:
     if choice != "auto":
         try:
@@ -244,7 +261,8 @@ def settings_of(args) -> ConversionSettings:
                                   invert=args.invert_depth, normalize=args.normalize)
     inpaint = None if args.no_inpaint else InpaintSettings(
         steps=args.steps, frames_chunk=args.frames_chunk, overlap=args.overlap, tile_num=args.tile_num,
-        tile_blend=args.tile_blend, color_match=args.color_match)
+        tile_blend=args.tile_blend, color_match=args.color_match, min_guidance=args.inpaint_guidance,
+        max_guidance=args.inpaint_guidance, inpaint_max_res=args.inpaint_max_res)
     screen = VirtualScreen(fov=args.vr180_fov, distance=args.vr180_distance, eye_size=args.vr180_eye_size)
     output = OutputSettings(layout=args.format, swap_eyes=args.swap_eyes, anaglyph=args.anaglyph or "color",
                             crf=args.crf, segment_frames=args.segment_frames, screen=screen,
@@ -721,9 +739,12 @@ def main(argv: list[str] | None = None) -> int:
         from .download import main as download
 
         return download(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
+        if args.preset is not None:
+            args = with_preset(parser, argv, args)
         with logging_redirect_tqdm():  # log lines (resume notices...) print above the progress bar, not inside it
             return run(args)
     except StereoInputError as error:

@@ -591,18 +591,16 @@ class _RightEyes:
         new = slice(chunk.reused, chunk.frames)
         picture = self._picture(depth[new], slice(chunk.start + chunk.reused, chunk.end))  # before the warp
         warped, occlusion = self.conversion.warp(left, depth, slice(chunk.start, chunk.end), self.depth)
-        frames = warped.clone()
-        if chunk.reused:
-            frames[:chunk.reused] = self.carry
         with torch.no_grad():
-            inpainted = self.inpainter(frames, occlusion, chunks_after=len(self.chunks) - index - 1)
-        right = to_bytes(finish_frames(inpainted[new], warped[new], occlusion[new], left[new], settings.inpaint))
-        # The next chunk starts from the raw output of its reused frames: this chunk's frames, where the
-        # ones it reused itself are the carried ones.
+            done = self.inpainter.chunk(warped, occlusion, self.carry, chunks_after=len(self.chunks) - index - 1)
+        right = to_bytes(finish_frames(done.frames[new], warped[new], occlusion[new], left[new], settings.inpaint,
+                                       done.skipped))
+        # The next chunk starts from the model's raw output (at its working size) of its reused frames: this
+        # chunk's frames, where the ones it reused itself are the carried ones.
         stored = {"right": right, **generator_state(self.inpainter.denoise.generator)}
         if index + 1 < len(self.chunks):
             following = self.chunks[index + 1]
-            outputs = torch.cat([self.carry, inpainted[chunk.reused:]]) if chunk.reused else inpainted
+            outputs = done.frames
             first = following.start - chunk.start
             stored["carry"] = outputs[first:first + following.reused].clone()
         # One file per chunk holds its frames and the state after it: both exist, or neither.
