@@ -184,9 +184,7 @@ def display_shape(path) -> Fraction:
     return Fraction(info.width) * info.sample_aspect / info.height
 
 
-# Not .mkv: under a StereoMode FFmpeg's Matroska muxer writes each view's display size from its pixels, and PyAV
-# cannot set the stream's aspect it would use instead.
-@pytest.mark.parametrize("output_ext", ["mp4", "mov"])
+@pytest.mark.parametrize("output_ext", ["mp4", "mov", "mkv"])
 def test_a_non_square_pixel_source_keeps_its_display_shape_in_every_layout(tmp_path, output_ext):
     # 48x36 pixels shown 4:3 wide each: 64x36 on screen, as the square-pixel clip beside it.
     source = make_clip(tmp_path / "clip.mp4", [], sample_aspect=Fraction(4, 3), width=48)
@@ -203,6 +201,11 @@ def test_a_non_square_pixel_source_keeps_its_display_shape_in_every_layout(tmp_p
             eyes = frame
         if eyes is not None:
             assert eyes == shown, f"{layout}: each eye shows {eyes}, the source {shown}"
+            if output_ext == "mkv":  # under its StereoMode each eye is resampled to square pixels (64x36)
+                info = probe_video(output)
+                assert info.sample_aspect == 1
+                assert (info.width, info.height) == {"sbs": (128, 36), "half-sbs": (64, 36), "tb": (64, 72),
+                                                     "half-tb": (64, 36)}[layout]
         else:  # vr180: square pixels on the sphere; the screen shows the picture as the square clip's
             reference = convert(square, tmp_path / f"square_vr180.{output_ext}", grey_depth(tmp_path / "depth64.mp4"),
                                 "--format", layout, *vr180)
