@@ -307,12 +307,14 @@ class _Outputs:
         self.plan, self.store, self.piece = plan, store, piece
         output = plan.settings.output
         height, width = plan.info.height, plan.info.width
-        sizes = {"stereo": stereo_frame_size(output.layout, height, width, output.screen),
+        self.square_stereo = stereo_square_pixels(plan)
+        sizes = {"stereo": stereo_frame_size(output.layout, height, width, output.screen,
+                                             plan.info.sample_aspect if self.square_stereo else 1),
                  "anaglyph": (height, width), "depth": (height, width)}
         time_base = _time_base(plan.info)
         # Every output is shown with the source's pixel shape; a VR180 frame's pixels are square (its sphere).
-        aspect = {kind: 1 if kind == "stereo" and output.layout == "vr180" else plan.info.sample_aspect
-                  for kind in OUTPUT_KINDS}
+        aspect = {kind: 1 if kind == "stereo" and (output.layout == "vr180" or self.square_stereo)
+                  else plan.info.sample_aspect for kind in OUTPUT_KINDS}
         self.writers = {kind: SegmentWriter(store.path(segment_name(kind, piece.index)), sizes[kind][1],
                                             sizes[kind][0], time_base, output.crf, rate=plan.info.fps,
                                             sample_aspect=aspect[kind])
@@ -327,7 +329,8 @@ class _Outputs:
             times = [plan.time_of(frame) for frame in frames]
             pictures = {
                 "stereo": lambda: compose_stereo(left[part], right[part], output.layout, swap=output.swap_eyes,
-                                                 screen=output.screen, sample_aspect=plan.info.sample_aspect),
+                                                 screen=output.screen, sample_aspect=plan.info.sample_aspect,
+                                                 square_pixels=self.square_stereo),
                 "anaglyph": lambda: anaglyph(left[part], right[part], output.anaglyph),
                 "depth": lambda: depth[part].clamp(0, 1).unsqueeze(-1).expand(-1, -1, -1, 3),
             }
@@ -341,6 +344,15 @@ class _Outputs:
     def abandon(self) -> None:
         for writer in self.writers.values():
             writer.abandon()
+
+
+def stereo_square_pixels(plan: Plan) -> bool:
+    """Whether the stereo output's eyes are resampled to square pixels (at their displayed shape) because the
+    file cannot carry a non-square aspect: under a StereoMode, FFmpeg's Matroska muxer writes each view's
+    DisplayWidth from the AVStream's aspect, which PyAV cannot set (it sets the codec's), so the views would
+    show at their pixel count. MP4/MOV (pasp) and a Matroska file without StereoMode keep the aspect."""
+    return (plan.info.sample_aspect != 1 and plan.settings.output.metadata and plan.settings.output.layout != "vr180"
+            and container_format(plan.job.outputs["stereo"]) == "matroska")
 
 
 def segment_name(kind: str, index: int) -> str:
