@@ -8,7 +8,9 @@
 Default: the tiny random-weight models of the tests (real architectures, real folder
 layout, loaded by the real loader), each clip length in its own process so its peak
 memory is its own: peak host memory (VmHWM) above the loaded model, and on CUDA the
-peak device memory. Next to our UNet evaluations per frame it prints the reference's
+peak device memory. UNet TFLOP/frame: the UNet calls made, priced at the real UNet's size
+(stereo_core/compute.py), and TFLOP/s that count over the measured time (with --real-size on a
+GPU: the efficiency bench_compute.py assumes). Next to our UNet evaluations per frame it prints the reference's
 count for the same settings: DepthCrafter's window loop and `guidance > 1` rule;
 StereoCrafter's chunk loop, which always runs the unconditional pass, once per tile.
 
@@ -107,6 +109,8 @@ def child(args):
         model = load_video_diffusion(kind, Path(args.models) / "stable-video-diffusion-img2vid-xt-1-1",
                                      Path(args.models) / MODEL_FOLDERS[kind], dtype="fp32", device=device)
     video = torch.rand(args.frames, height, width, 3, generator=torch.Generator().manual_seed(0))
+    shapes = []  # every UNet call's sample shape, priced at the real UNet's size afterwards
+    model.unet.register_forward_pre_hook(lambda module, inputs: shapes.append(tuple(inputs[0].shape)))
     loaded_mb = host_peak_mb()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -127,7 +131,11 @@ def child(args):
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    from stereo_core.compute import TERA, unet_call_flops
+
+    counted = sum(unet_call_flops(shape, per_frame=kind == DEPTHCRAFTER) for shape in shapes) / TERA
     print(json.dumps({
+        "unet_tflop": counted,
         "frames": args.frames, "seconds": seconds, "unet_calls": calls, "reference_calls": reference,
         "host_peak_above_model_mb": host_peak_mb() - loaded_mb,
         "device_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
@@ -175,7 +183,7 @@ def main():
               f"steps {args.steps}, guidance {args.guidance}, tiles {args.tiles}, threads {args.threads}, "
               f"{'real-size random weights' if args.real_size else 'tiny random-weight models'}")
         print(f"{'frames':>6} {'s/frame':>8} {'host peak MB':>12} {'device peak MB':>14} "
-              f"{'UNet evals/frame':>16} {'reference':>9}")
+              f"{'UNet evals/frame':>16} {'reference':>9} {'UNet TFLOP/frame':>16} {'TFLOP/s':>8}")
         for frames in args.frames:
             command = [sys.executable, __file__, args.model, "--child", "--models", models, "--frames", str(frames),
                        "--size", args.size, "--window", str(args.window), "--overlap", str(args.overlap),
@@ -187,7 +195,8 @@ def main():
             row = json.loads(output.strip().splitlines()[-1])
             device_peak = f"{row['device_peak_mb']:.0f}" if row["device_peak_mb"] is not None else "-"
             print(f"{frames:>6} {row['seconds'] / frames:>8.3f} {row['host_peak_above_model_mb']:>12.1f} "
-                  f"{device_peak:>14} {row['unet_calls'] / frames:>16.3f} {row['reference_calls'] / frames:>9.3f}")
+                  f"{device_peak:>14} {row['unet_calls'] / frames:>16.3f} {row['reference_calls'] / frames:>9.3f} "
+                  f"{row['unet_tflop'] / frames:>16.2f} {row['unet_tflop'] / row['seconds']:>8.2f}")
 
 
 if __name__ == "__main__":

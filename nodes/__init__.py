@@ -17,6 +17,7 @@ from .geometry_nodes import (
 )
 from .inpaint_nodes import StereoColorMatch, StereoCrafterInpaintChunked
 from .model_nodes import DepthCrafterModelLoader, StereoCrafterModelLoader
+from .photo_nodes import SaveStereoImage
 from .video_depth_anything_nodes import VideoDepthAnythingDepth, VideoDepthAnythingModelLoader
 
 register_model_folder()
@@ -39,6 +40,7 @@ _NODES = {
     "Stereo Comfort Check": StereoComfortCheck,
     "Auto Convergence": AutoConvergenceDepth,
     "Stereo Convert Video": StereoConvertVideo,
+    "Save Stereo Image": SaveStereoImage,
     "Video Depth Anything Model Loader": VideoDepthAnythingModelLoader,
     "Video Depth Anything Depth": VideoDepthAnythingDepth,
 }

@@ -215,6 +215,31 @@ def next_file_stem(folder: Path, filename_prefix: str) -> tuple[Path, str]:
     return target.parent, f"{target.name}_{max(numbers, default=0) + 1:05}"
 
 
+def numbered_files(folder: Path, filename_prefix: str, count: int, suffix: str) -> tuple[Path, list[str]]:
+    """(folder to write in, `count` file names) numbered on from the last file of `filename_prefix`, as core Save
+    Image names its files ("name_00001_.png", "name_00002_.png", ...)."""
+    target_folder, stem = next_file_stem(folder, filename_prefix)
+    name, first = stem.rsplit("_", 1)
+    return target_folder, [f"{name}_{int(first) + index:05}_{suffix}" for index in range(count)]
+
+
+def workflow_text(prompt, extra_pnginfo) -> dict[str, str]:
+    """The PNG text chunks core Save Image stores (the prompt and the workflow), unless ComfyUI runs with
+    --disable-metadata; outside ComfyUI none."""
+    import json
+
+    try:  # pragma: no cover - exercised inside a real ComfyUI
+        from comfy.cli_args import args
+    except ImportError:
+        return {}
+    if args.disable_metadata:
+        return {}
+    text = {} if prompt is None else {"prompt": json.dumps(prompt)}
+    for key, value in (extra_pnginfo or {}).items():
+        text[key] = json.dumps(value)
+    return text
+
+
 # --- the VIDEO type (comfy_api's VideoInput) ----------------------------------------------------
 
 

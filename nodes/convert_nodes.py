@@ -30,8 +30,10 @@ from ..stereo_core.engine import (
     work_key,
 )
 from ..stereo_core.errors import StereoInputError
+from ..stereo_core.files import os_errors_explained
 from ..stereo_core.inpainting import InpaintSettings
 from ..stereo_core.layouts import VirtualScreen
+from ..stereo_core.presets import PRESETS, describe, preset_values
 from ..stereo_core.spatial_media import filename_tag
 from .comfy_adapter import (
     Progress,
@@ -71,6 +73,7 @@ INPAINT_SETTINGS = {
     "tile_blend": ("tile_blend", "tile_blend"),
     "color_match": ("color_match", "color_match"),
     "keep_unmasked": ("keep_unmasked", "keep_unmasked"),
+    "inpaint_max_res": ("max_res", "inpaint_max_res"),
 }
 
 # How the engine's messages name options to a user of this node.
@@ -81,6 +84,9 @@ MODEL_INPUTS = {
                               "depth model loader (DepthCrafter, Video Depth Anything or Depth Anything V2) to "
                               "'depth_model'.",
 }
+# The node's names of preset settings where they differ from the preset table's (both guidance ends).
+PRESET_NAMES = {"inpaint_guidance": ("inpaint_guidance", "inpaint_min_guidance")}
+NO_PRESET = "none"
 
 # Output slots, for telling whether the anaglyph is wanted downstream.
 ANAGLYPH_SLOTS = (2, 3)
@@ -182,6 +188,11 @@ class StereoConvertVideo:
                     "default": True,
                     "tooltip": "On: keep the file in ComfyUI's output folder. Off: write it to the temp folder "
                                "(emptied when ComfyUI starts), e.g. when Save Video keeps the result."}),
+                "preset": ([NO_PRESET, *PRESETS], {
+                    "default": NO_PRESET,
+                    "tooltip": "A group of settings; an input changed from its default wins over the preset. "
+                               + " ".join(f"{name}: {describe(name)}." for name in PRESETS)
+                               + " fast: much less GPU work (see the README, 'Presets')."}),
                 **DISPARITY_INPUTS,
                 "layout": sbs["layout"],
                 "swap_eyes": sbs["swap_eyes"],
@@ -242,11 +253,15 @@ class StereoConvertVideo:
             "hidden": {"prompt": "PROMPT", "unique_id": "UNIQUE_ID"},
         }
 
+    @os_errors_explained()  # a full disk or a folder without permission: one line, not a traceback
     def convert(self, video, filename_prefix, save_output, layout, swap_eyes, anaglyph, seed, max_frames, crf,
                 segment_frames, depth_video=None, depth_model=None, stereocrafter_model=None,
                 vr180_screen_fov=VirtualScreen.fov, vr180_screen_distance=VirtualScreen.distance,
-                vr180_eye_size=VirtualScreen.eye_size, auto_convergence=0.0, depth_input_size=DEFAULT_INPUT_SIZE,
-                depth_ema_buffer=_EMA.buffer, depth_ema_decay=_EMA.decay, prompt=None, unique_id=None, **values):
+                vr180_eye_size=VirtualScreen.eye_size, auto_convergence=0.0, preset=NO_PRESET,
+                depth_input_size=DEFAULT_INPUT_SIZE, depth_ema_buffer=_EMA.buffer, depth_ema_decay=_EMA.decay,
+                prompt=None, unique_id=None, **values):
+        if preset != NO_PRESET:
+            values = with_preset(self.INPUT_TYPES()["required"], values, preset)
         if anaglyph == "off" and _wired(prompt, unique_id, ANAGLYPH_SLOTS):
             raise StereoInputError("The 'anaglyph' output is connected but 'anaglyph' is off: choose an anaglyph "
                                    "mode (e.g. color), or disconnect that output.")
@@ -284,10 +299,13 @@ class StereoConvertVideo:
         # (a new strength keeps DepthCrafter's work), and a run queued again finds its pieces.
         work_dir = work_root / work_key(source, depth_path, max_frames)
         job = ConversionJob(source=source, outputs=outputs, work_dir=work_dir, depth_video=depth_path,
-                            max_frames=max_frames or None, option_names=OPTION_NAMES)
+                            max_frames=max_frames or None, option_names=OPTION_NAMES,
+                            wait=True)  # another ComfyUI on this video: queue behind it (Cancel still works)
         plan = plan_conversion(job, settings)
         models = LoadedModels({depth_kind: depth_model, model_files.STEREOCRAFTER: stereocrafter_model})
         models.require(plan.model_kinds, MODEL_INPUTS)
+        if preset != NO_PRESET and depth_kind in plan.model_kinds:  # the connected depth model is used
+            check_preset_depth(preset, depth_kind)
         for kind in sorted(set(models.models) - set(plan.model_kinds)):
             log.info("Stereo Convert Video: the connected %s model is not used by this conversion.",
                      model_files.TITLES[kind])
@@ -325,6 +343,25 @@ def depth_model_kind(model) -> str | None:
         raise StereoInputError(f"'depth_model' takes a depth model loader (DepthCrafter, Video Depth Anything or "
                                f"Depth Anything V2), but a {got} model is connected.")
     return family or kind
+
+
+def with_preset(inputs: dict, values: dict, preset: str) -> dict:
+    """The node's setting values with the preset's applied to those still at their default (a widget the
+    user changed is an explicit choice, and wins). The preset's depth model is the loader connected to
+    'depth_model' here (check_preset_depth)."""
+    chosen = preset_values(preset, PRESET_NAMES, values.__contains__, ignored=("depth_model",))
+    return {**values, **{name: value for name, value in chosen.items()
+                         if values[name] == inputs[name][1].get("default")}}
+
+
+def check_preset_depth(preset: str, depth_kind: str | None) -> None:
+    """Refuse a depth loader other than the preset's (the node cannot swap the model connected)."""
+    wanted = PRESETS[preset].get("depth_model")
+    if wanted is not None and depth_kind != wanted:
+        raise StereoInputError(
+            f"The '{preset}' preset uses {model_files.TITLES[wanted]} depth, but a {model_files.TITLES[depth_kind]} "
+            f"model is connected to 'depth_model': connect the {model_files.TITLES[wanted]} Model Loader there, or "
+            f"choose preset 'none' to keep the model connected.")
 
 
 def _wired(prompt, unique_id, slots) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..stereo_core.anaglyph import MODES as ANAGLYPH_MODES
 from ..stereo_core.anaglyph import anaglyph
-from ..stereo_core.disparity import NORMALIZATIONS, UNITS, DisparitySettings
+from ..stereo_core.disparity import NORMALIZATIONS, REFERENCE_LOOK, UNITS, DisparitySettings
 from ..stereo_core.errors import StereoInputError
 from ..stereo_core.frames import check_clip, check_frame_counts, resize_frames
 from ..stereo_core.layouts import LAYOUTS, VirtualScreen, compose_splat_grid, compose_stereo, split_splat_grid
@@ -20,14 +20,16 @@ DEPTH_TOOLTIP = (
 )
 
 DISPARITY_INPUTS = {
-    "max_disp": ("FLOAT", {"default": 20.0, "min": 0.0, "max": 4096.0, "step": 0.5,
-                           "tooltip": "Strength of the 3D effect: parallax of the nearest point (at convergence 0.5). "
-                                      "The farthest point gets -max_disp. 20 px is the reference's default; in "
-                                      "'percent' mode 2 means 2% of the frame width. Must stay below half the "
-                                      "frame width, or the holes could cover the whole frame."}),
-    "disp_unit": (list(UNITS), {"default": "pixels",
-                                "tooltip": "pixels: as the reference. percent: of the frame width, so one setting "
-                                           "looks the same at any resolution."}),
+    "max_disp": ("FLOAT", {"default": REFERENCE_LOOK.max_disp, "min": 0.0, "max": 4096.0, "step": 0.5,
+                           "tooltip": "Strength of the 3D effect: parallax of the nearest point (at convergence 0.5), "
+                                      "in disp_unit. The farthest point gets -max_disp. The default, 20 'reference', "
+                                      "is the reference's look at any size (37.5 px at 1920 wide); in 'percent' mode "
+                                      "2 means 2% of the frame width. Must stay below half the frame width, or the "
+                                      "holes could cover the whole frame."}),
+    "disp_unit": (list(UNITS), {"default": REFERENCE_LOOK.unit,
+                                "tooltip": "reference: pixels at the reference's working width (1024), scaled to the "
+                                           "frame's width, so 20 looks as the reference at any resolution. pixels: of "
+                                           "the frame as it is. percent: of the frame width."}),
     "convergence": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.01,
                               "tooltip": "Depth value that lands on the screen plane (zero parallax). Higher pushes "
                                          "the scene behind the screen, lower makes more of it pop out."}),

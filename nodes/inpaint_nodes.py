@@ -65,6 +65,12 @@ class StereoCrafterInpaintChunked:
             "keep_unmasked": ("BOOLEAN", {"default": _DEFAULTS.keep_unmasked,
                                           "tooltip": "Paste the inpainted result only into the holes (feathered), "
                                                      "so every other pixel stays exactly the warped one."}),
+            "max_res": ("INT", {"default": _DEFAULTS.inpaint_max_res, "min": 0, "max": 16384, "step": 64,
+                                "tooltip": "Longest side the model inpaints at (1024 = the reference's working "
+                                           "size). Larger frames are inpainted at that size and only the holes "
+                                           "(grown a little, feathered) are replaced in the full-size warp; every "
+                                           "other pixel stays exactly warped. 0 = inpaint the full frame (a 1080p "
+                                           "frame costs 5x the work)."}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "control_after_generate": True,
                              "tooltip": "Noise seed; the same seed and settings give the same result."}),
         }, "optional": {
@@ -73,10 +79,12 @@ class StereoCrafterInpaintChunked:
         }}
 
     def inpaint(self, stereocrafter_model, warped, mask, steps, guidance, min_guidance, frames_chunk, overlap,
-                tile_num, color_match, keep_unmasked, seed, tile_blend=_DEFAULTS.tile_blend, left=None):
+                tile_num, color_match, keep_unmasked, seed, tile_blend=_DEFAULTS.tile_blend, left=None,
+                max_res=_DEFAULTS.inpaint_max_res):
         settings = InpaintSettings(steps=steps, min_guidance=min_guidance, max_guidance=guidance,
                                    frames_chunk=frames_chunk, overlap=overlap, tile_num=tile_num,
-                                   tile_blend=tile_blend, color_match=color_match, keep_unmasked=keep_unmasked)
+                                   tile_blend=tile_blend, color_match=color_match, keep_unmasked=keep_unmasked,
+                                   inpaint_max_res=max_res)
         result = inpaint_clip(stereocrafter_model, warped, mask, settings, left=left, seed=seed, progress=Progress(1))
         return (result.frames,)
 

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from . import model_files
+from . import model_files, photos
 from .anaglyph import MODES as ANAGLYPH_MODES
 from .convergence import AutoConvergence
 from .depth_anything_v2 import DEFAULT_INPUT_SIZE, EmaSettings
 from .depthcrafter import DepthCrafterSettings
-from .disparity import NORMALIZATIONS, UNITS, DisparitySettings
+from .disparity import NORMALIZATIONS, REFERENCE_LOOK, UNITS, DisparitySettings
 from .engine import (
     DEFAULT_DEPTH_MODEL,
     DEPTH_MODELS,
@@ -40,16 +41,18 @@ from .engine import (
 )
 from .engine.scenes import SceneSettings, convert_scenes, require_scenedetect
 from .errors import StereoInputError
+from .files import os_error_cause, os_error_message
 from .inpainting import TILE_BLENDS, InpaintSettings
 from .layouts import LAYOUTS, VirtualScreen
 from .spatial_media import filename_tag
 from .placement import DTYPE_CHOICES, POLICIES, resolve_dtype
+from .presets import CLI_NAMES, PRESETS, describe, preset_values
 from .video_diffusion import VideoDiffusionModel, load_video_diffusion
 from .video_io import CONTAINERS, is_complete_video
 
 log = logging.getLogger("stereo_core")
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
-_DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), DisparitySettings(), OutputSettings()
+_DEPTH, _INPAINT, _DISPARITY, _OUTPUT = DepthCrafterSettings(), InpaintSettings(), REFERENCE_LOOK, OutputSettings()
 _SCREEN, _AUTO, _SCENES = VirtualScreen(), AutoConvergence(), SceneSettings()
 _EMA = EmaSettings()
 
@@ -63,10 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
                     "continues where it stopped when the same command is run again. First fetch the models with: "
                     "python -m stereo_core download --models DIR",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, help="Video file(s), or folders of videos.")
+    parser.add_argument("inputs", nargs="+", type=Path,
+                        help="Video or image files (PNG, JPEG, WebP, TIFF, BMP), or folders of them.")
     parser.add_argument("-o", "--output", type=Path,
-                        help="Output file for one input (.mp4, .mov or .mkv), or a folder for several (default: next "
-                             "to each input, named <input>_<format>.mp4).")
+                        help="Output file for one input (.mp4, .mov or .mkv; for an image .png, .jpg, .webp, .mpo, "
+                             ".jps ...; a name without an extension is refused) or an existing folder, or a folder "
+                             "for several (made if missing) (default: next to each input, named "
+                             "<input>_<format>.mp4, or for an image in its format).")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="A group of settings (options given explicitly win): "
+                             + "; ".join(f"{name}: {describe(name)}" for name in PRESETS)
+                             + ". fast: much less GPU work (see README, 'Presets').")
     parser.add_argument("--format", choices=LAYOUTS, default=_OUTPUT.layout,
                         help="sbs: full side-by-side (the reference); half-sbs/half-tb keep the source size (3D TVs); "
                              "tb: top-bottom; vr180: each eye a flat screen in a 180-degree frame (headsets).")
@@ -84,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
                              ".json, and print a one-line verdict.")
     parser.add_argument("--screen-width", type=int, default=1920,
                         help="Screen width in pixels the comfort report's pixel figures are for.")
+    parser.add_argument("--recursive", action="store_true",
+                        help="Also convert the files in the folders inside input folders; -o mirrors the tree.")
+    parser.add_argument("--image-format", choices=photos.CHOSEN_FORMATS,
+                        help="File format of stereo images (default: the input's; PNG stays lossless). mpo: the two "
+                             "views as two JPEGs in one file (3D cameras, 3D TVs); jps: a side-by-side JPEG with the "
+                             "right eye on the left (the format's convention).")
     parser.add_argument("--crf", type=int, default=_OUTPUT.crf, help="H.264 quality (lower = better, larger).")
     parser.add_argument("--segment-frames", type=int, default=_OUTPUT.segment_frames,
                         help="Frames per encoded piece: the unit an interrupted run never redoes once finished "
@@ -107,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="depth-anything-v2: smoothing of those extremes over time (0 = none; larger follows "
                             "changes more slowly).")
     group.add_argument("--depth-video", type=Path,
-                       help="Use this depth video (grey, white = near, any size) instead of running a depth model. "
-                            "With several inputs, a folder holding <input name>_depth.mp4 for each.")
+                       help="Use this depth video (grey, white = near, any size) instead of running a depth model; "
+                            "for an image, a depth image (8 or 16 bit grey). With several inputs, a folder holding "
+                            "<input name>_depth.mp4 (or _depth.png, .jpg ... for images) for each.")
     group.add_argument("--max-res", type=int, default=_DEPTH.max_res,
                        help="DepthCrafter's working resolution (longest side); 512-768 is much faster.")
     group.add_argument("--depth-steps", type=int, default=_DEPTH.steps)
@@ -118,8 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("3D effect")
     group.add_argument("--max-disp", type=float, default=_DISPARITY.max_disp,
-                       help="Strength: parallax of the nearest point, in --disp-unit (20 px = the reference).")
-    group.add_argument("--disp-unit", choices=UNITS, default=_DISPARITY.unit)
+                       help="Strength: parallax of the nearest point, in --disp-unit. The default, 20 reference "
+                            "pixels, is the reference's look at any size: 37.5 px at 1920 wide, 6.25 px at 320.")
+    group.add_argument("--disp-unit", choices=UNITS, default=_DISPARITY.unit,
+                       help="reference: pixels at the reference's working width (1024), scaled to the video's "
+                            "width; pixels: of the output; percent: of the width.")
     group.add_argument("--convergence", type=float, default=_DISPARITY.convergence,
                        help="Depth value on the screen plane (0..1).")
     group.add_argument("--invert-depth", action="store_true", help="For depth videos where white means far.")
@@ -142,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--no-inpaint", action="store_true",
                        help="Skip StereoCrafter: the right eye keeps black holes (fast preview).")
     group.add_argument("--steps", type=int, default=_INPAINT.steps)
+    group.add_argument("--inpaint-guidance", type=float, default=_INPAINT.max_guidance,
+                       help="Guidance of every frame (1.01 = the reference; exactly 1.0 halves the UNet work).")
+    group.add_argument("--inpaint-max-res", type=int, default=_INPAINT.inpaint_max_res,
+                       help="Longest side the inpainting works at (1024 = the reference); larger frames keep the "
+                            "full-size warp outside the holes. 0 = inpaint the full frame.")
     group.add_argument("--frames-chunk", type=int, default=_INPAINT.frames_chunk)
     group.add_argument("--overlap", type=int, default=_INPAINT.overlap)
     group.add_argument("--tile-num", type=int, default=_INPAINT.tile_num,
@@ -188,8 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--work-dir", type=Path,
                        help="Where finished pieces are kept until the output is written (default: beside it).")
     group.add_argument("--keep-work", action="store_true", help="Keep the finished pieces after success.")
-    group.add_argument("--quiet", action="store_true", help="No progress bars.")
+    group.add_argument("--quiet", action="store_true", help="Print nothing but errors.")
+    group.add_argument("--wait", action="store_true",
+                       help="When another run is converting to the same output, wait for it to end (outputs it "
+                            "finished are kept) instead of stopping at once.")
     return parser
+
+
+def with_preset(parser: argparse.ArgumentParser, argv: list[str], args) -> argparse.Namespace:
+    """The arguments again with the preset's values as the defaults, so that options given explicitly win."""
+    ignored = ("depth_model",) if args.depth_video is not None else ()  # the depth comes from the file
+    parser.set_defaults(**preset_values(args.preset, CLI_NAMES, vars(args).__contains__, ignored))
+    return parser.parse_args(argv)
 
 
 def pick_device(choice: str) -> torch.device:
@@ -242,7 +277,8 @@ def settings_of(args) -> ConversionSettings:
                                   invert=args.invert_depth, normalize=args.normalize)
     inpaint = None if args.no_inpaint else InpaintSettings(
         steps=args.steps, frames_chunk=args.frames_chunk, overlap=args.overlap, tile_num=args.tile_num,
-        tile_blend=args.tile_blend, color_match=args.color_match)
+        tile_blend=args.tile_blend, color_match=args.color_match, min_guidance=args.inpaint_guidance,
+        max_guidance=args.inpaint_guidance, inpaint_max_res=args.inpaint_max_res)
     screen = VirtualScreen(fov=args.vr180_fov, distance=args.vr180_distance, eye_size=args.vr180_eye_size)
     output = OutputSettings(layout=args.format, swap_eyes=args.swap_eyes, anaglyph=args.anaglyph or "color",
                             crf=args.crf, segment_frames=args.segment_frames, screen=screen,
@@ -288,13 +324,56 @@ def _layout_label(args) -> str:
     return f"_{args.format}"
 
 
-def _videos_in(path: Path) -> list[Path]:
-    if path.is_dir():  # a rerun over a folder must not take the outputs it wrote there for inputs
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES
-                      and not p.name.startswith(".") and not _is_our_output(p))
-    if not path.is_file():
-        raise StereoInputError(f"Input '{path}' does not exist.")
-    return [path]
+@dataclass
+class Inputs:
+    """The files the inputs name, videos and images; anything else in a folder was named and skipped."""
+
+    videos: list[Path] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+    subfolders: dict[Path, Path] = field(default_factory=dict)  # file -> its folder under the input folder
+
+    @property
+    def count(self) -> int:
+        return len(self.videos) + len(self.images)
+
+    def subfolder(self, source: Path) -> Path:
+        """Where under -o the output goes (the input tree mirrored with --recursive)."""
+        return self.subfolders.get(source, Path())
+
+
+def find_inputs(args) -> Inputs:
+    found = Inputs()
+    for path in args.inputs:
+        if path.is_dir():
+            _scan_folder(path, path, args, found)
+        elif not path.is_file():
+            raise StereoInputError(f"Input '{path}' does not exist.")
+        else:  # a lone file that is no image is tried as a video (its probe says what is wrong)
+            (found.images if photos.is_image(path) else found.videos).append(path)
+    if not found.count:
+        raise StereoInputError("No video or image files found in the given inputs.")
+    return found
+
+
+def _scan_folder(folder: Path, root: Path, args, found: Inputs) -> None:
+    output = args.output.resolve() if args.output is not None else None
+    for path in sorted(folder.iterdir()):
+        # Hidden names are work folders and partial files; a rerun must not take its own outputs for inputs.
+        if path.name.startswith(".") or _is_our_output(path) or path.resolve() == output:
+            continue
+        if path.is_dir():
+            if args.recursive:
+                _scan_folder(path, root, args, found)
+            else:
+                log.warning("Skipped %s: a folder (--recursive converts the folders inside folders too)", path)
+            continue
+        kind = (found.videos if path.suffix.lower() in VIDEO_SUFFIXES
+                else found.images if photos.is_image(path) else None)
+        if kind is None:
+            log.warning("Skipped %s: not a video or image file", path)
+            continue
+        kind.append(path)
+        found.subfolders[path] = folder.relative_to(root)
 
 
 def _check_writable(folder: Path, what: str) -> None:
@@ -304,19 +383,24 @@ def _check_writable(folder: Path, what: str) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as error:
-        reason = error.strerror or str(error)
+        reason = os_error_cause(error, folder)
         raise StereoInputError(f"Cannot write the {what} in '{folder}' ({reason}). Choose another place "
                                f"({'-o' if what == 'output' else '--work-dir'}).") from error
 
 
-def plan_jobs(args) -> list[Job]:
+def plan_jobs(args, found: Inputs | None = None) -> list[Job]:
     """One job per input video, with its output paths; no output may land on any input or on another output."""
-    sources = [video for path in args.inputs for video in _videos_in(path)]
+    found = found or find_inputs(args)
+    sources = found.videos
     if not sources:
         raise StereoInputError("No video files found in the given inputs.")
-    several = len(sources) > 1
+    several = found.count > 1
     if several and args.output is not None and args.output.suffix:
-        raise StereoInputError(f"With {len(sources)} inputs, -o must be a folder, not the file '{args.output}'.")
+        raise StereoInputError(f"With {found.count} inputs, -o must be a folder, not the file '{args.output}'.")
+    if not several and args.output is not None and not args.output.suffix and not args.output.is_dir():
+        raise StereoInputError(f"-o '{args.output}' has no extension: name the output file with one of "
+                               f"{', '.join(sorted(CONTAINERS))} (e.g. '{args.output}.mp4'; for an image .png, .jpg, "
+                               f".webp, .mpo or .jps), or create the folder first to write into it.")
     if several and args.depth_video is not None and not args.depth_video.is_dir():
         raise StereoInputError("With several inputs, --depth-video must be a folder of <input name>_depth.mp4 files.")
     jobs = []
@@ -326,7 +410,7 @@ def plan_jobs(args) -> list[Job]:
         if args.output is None:
             output = source.with_name(name)
         elif several or args.output.is_dir() or not args.output.suffix:
-            output = args.output / name
+            output = args.output / found.subfolder(source) / name
         else:
             output = args.output
         if output.suffix.lower() not in CONTAINERS:
@@ -334,7 +418,7 @@ def plan_jobs(args) -> list[Job]:
                                    f"the output with one of {', '.join(sorted(CONTAINERS))} (H.264 video).")
         depth = args.depth_video
         if depth is not None and depth.is_dir():
-            depth = depth / f"{source.stem}_depth.mp4"
+            depth = depth / found.subfolder(source) / f"{source.stem}_depth.mp4"
         if depth is not None and not depth.is_file():
             raise StereoInputError(f"Depth video '{depth}' does not exist.")
         # Flat extras must not carry a stereo tag a player would act on.
@@ -371,6 +455,124 @@ def _check_paths(jobs: list[Job]) -> None:
             if target in written:
                 raise StereoInputError(f"Two outputs would both be written to '{path}'. Choose distinct names.")
             written[target] = path
+
+
+# --- still images: their jobs (Job with depth_video = the depth image) ----------------------------------
+
+
+def _check_photo_format(args, file_format: str | None) -> None:
+    """MPO and JPS are stereo formats with a fixed arrangement: refuse layout options they cannot honour."""
+    if file_format in photos.STEREO_FORMATS and (args.format != "sbs" or args.swap_eyes):
+        raise StereoInputError(f"{file_format.upper()} fixes the arrangement ("
+                               + ("two views, left then right" if file_format == "mpo" else
+                                  "side by side, right eye first") + "): leave out --format and --swap-eyes.")
+
+
+def _depth_image(args, found: Inputs, source: Path) -> Path | None:
+    depth = args.depth_video
+    if depth is None:
+        return None
+    if depth.is_dir():
+        folder = depth / found.subfolder(source)
+        candidates = [folder / f"{source.stem}_depth{suffix}" for suffix in photos.IMAGE_SUFFIXES]
+        depth = next((path for path in candidates if path.is_file()), None)
+        if depth is None:
+            raise StereoInputError(f"No depth image for '{source}': expected {folder / source.stem}_depth.png "
+                                   f"(or .jpg, .webp, .tif, .bmp).")
+    elif not depth.is_file():
+        raise StereoInputError(f"Depth image '{depth}' does not exist.")
+    elif not photos.is_image(depth):
+        raise StereoInputError(f"The depth for the image '{source}' must be a depth image (PNG, JPEG, WebP, TIFF "
+                               f"or BMP, grey), not '{depth}'.")
+    return depth
+
+
+def plan_photo_jobs(args, found: Inputs) -> list[Job]:
+    """One job per input image: its outputs named as the videos' (the format's or the player tag), in the
+    input's file format unless --image-format says otherwise; MPO and JPS outputs are <name>.mpo / .jps."""
+    _check_photo_format(args, args.image_format)
+    several = found.count > 1
+    if several and args.depth_video is not None and not args.depth_video.is_dir():
+        raise StereoInputError("With several inputs, --depth-video must be a folder of <input name>_depth files.")
+    stereo_format = args.image_format in photos.STEREO_FORMATS
+    label = "" if stereo_format else _layout_label(args)
+    jobs = []
+    for source in found.images:
+        suffix = photos.EXTENSIONS[args.image_format] if args.image_format else source.suffix
+        if args.output is None:
+            output = source.with_name(f"{source.stem}{label}{suffix}")
+        elif several or args.output.is_dir() or not args.output.suffix:
+            output = args.output / found.subfolder(source) / f"{source.stem}{label}{suffix}"
+        else:
+            output = args.output
+            named = photos.format_of(output)
+            if named is None or (args.image_format and named != args.image_format):
+                raise StereoInputError(
+                    f"Cannot write the image '{output}': name it with the extension of "
+                    + (f"--image-format {args.image_format} ({photos.EXTENSIONS[args.image_format]})"
+                       if args.image_format else "an image format (.png, .jpg, .webp, .tif, .bmp, .mpo, .jps)")
+                    + ".")
+        _check_photo_format(args, photos.format_of(output))
+        stem = output.stem[:-len(label)] if label in PLAYER_TAGS and output.stem.endswith(label) else output.stem
+        extra = ".jpg" if photos.format_of(output) in photos.STEREO_FORMATS else output.suffix
+        outputs = {"stereo": output}
+        if args.anaglyph:
+            outputs["anaglyph"] = output.with_name(f"{stem}_anaglyph{extra}")
+        if args.save_depth:
+            outputs["depth"] = output.with_name(f"{stem}_depth{extra}")
+        jobs.append(Job(source=source, outputs=outputs, depth_video=_depth_image(args, found, source)))
+    _check_paths(jobs)
+    for folder in sorted({path.parent for job in jobs for path in job.outputs.values()}):
+        _check_writable(folder, "output")
+    return jobs
+
+
+def photo_settings_of(args) -> photos.PhotoSettings:
+    settings = settings_of(args)
+    return photos.PhotoSettings(disparity=settings.disparity, layout=args.format, swap_eyes=args.swap_eyes,
+                                screen=settings.output.screen, anaglyph_mode=settings.output.anaglyph)
+
+
+def photo_depth_estimator(args, models: "CommandLineModels") -> photos.DepthEstimator:
+    """The one place the depth model of photos is chosen (loaded at its first use): DepthCrafter on one frame
+    today; Depth Anything V2, the natural depth for photos, is to become the default where its folder is
+    there (issue 25). The models this needs are listed by _photo_model_kinds."""
+    def estimate(picture):
+        model = models.get(model_files.DEPTHCRAFTER)
+        return photos.depthcrafter_estimator(model, settings_of(args).depth, args.seed)(picture)
+
+    return estimate
+
+
+def _run_photo_jobs(args, jobs: list[Job], models: "CommandLineModels", device, alone: bool) -> int:
+    """Convert the images (finished ones skipped); one failing image is reported and the rest go on."""
+    settings = photo_settings_of(args)
+    estimator = photo_depth_estimator(args, models)
+    inpaint = settings_of(args).inpaint
+
+    def inpainter(warped, holes, left):
+        model = models.get(model_files.STEREOCRAFTER)
+        return photos.stereocrafter_inpainter(model, inpaint, args.seed)(warped, holes, left)
+
+    failures = []
+    for number, job in enumerate(jobs, 1):
+        photo = photos.PhotoJob(source=job.source, outputs=job.outputs, depth_image=job.depth_video)
+        if not args.overwrite and photos.is_finished(photo):
+            log.info("%s: already done", job.output)
+            continue
+        log.info("[%d/%d] %s -> %s", number, len(jobs), job.source, job.output)
+        try:
+            photos.convert_photo(photo, settings, estimator, None if inpaint is None else inpainter, device)
+        except StereoInputError as error:
+            if alone:
+                raise
+            failures.append(job)
+            print(f"error: {job.source}: {error}", file=sys.stderr)
+    if failures:
+        print(f"error: {len(failures)} of {len(jobs)} images failed: "
+              + ", ".join(str(job.source) for job in failures), file=sys.stderr)
+        return 1
+    return 0
 
 
 # --- models -------------------------------------------------------------------------------------------
@@ -428,6 +630,8 @@ class CommandLineModels(Models):
                                                      device=self.device)
         if kind not in self._loaded:
             svd_folder, unet_folder = self.folders(kind)
+            if self.args.quiet:  # here, so that Ray workers loading their own models are quiet too
+                quiet_libraries()
             log.info("Loading %s from %s ...", model_files.TITLES[kind], unet_folder)
             self._loaded[kind] = load_video_diffusion(kind, svd_folder, unet_folder, dtype=self.args.dtype,
                                                       policy=self.args.placement, device=self.device)
@@ -488,9 +692,26 @@ class ConsoleReporter(Reporter):
 
 def run(args) -> int:
     check_arguments(args)
-    jobs = plan_jobs(args)
+    found = find_inputs(args)
+    jobs = plan_jobs(args, found) if found.videos else []
+    photo_jobs = plan_photo_jobs(args, found) if found.images else []
     device = pick_device(args.device)
     models = CommandLineModels(args, device)
+    if photo_jobs:
+        models.check(_photo_model_kinds(photo_jobs, args))
+    photo_code = _run_photo_jobs(args, photo_jobs, models, device, alone=found.count == 1) if photo_jobs else 0
+    if not jobs:
+        return photo_code
+    return max(photo_code, _run_videos(args, jobs, models, device))
+
+
+def _photo_model_kinds(jobs: list[Job], args) -> list[str]:
+    """The models the photos need, downloaded? (video runs ask their plans, after planning)."""
+    kinds = [model_files.DEPTHCRAFTER] if any(job.depth_video is None for job in jobs) else []
+    return kinds + ([] if args.no_inpaint else [model_files.STEREOCRAFTER])
+
+
+def _run_videos(args, jobs: list[Job], models: "CommandLineModels", device) -> int:
     settings = settings_of(args)
     scenes = scene_settings_of(args)
     runner = ray_runner(args) if args.ray is not None else None
@@ -523,7 +744,7 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
         conversion_job = ConversionJob(source=job.source, outputs=job.outputs, work_dir=job.work_dir,
                                        depth_video=job.depth_video, max_frames=args.max_frames,
                                        keep_work=args.keep_work, comfort_report=job.comfort_report,
-                                       comfort_screen_px=args.screen_width)
+                                       comfort_screen_px=args.screen_width, wait=args.wait)
         try:
             planned.append((job, plan_conversion(conversion_job, settings)))
         except StereoInputError as error:
@@ -558,19 +779,38 @@ def _run_jobs(args, jobs, settings, scenes, models, device, runner) -> int:
     return 0
 
 
+def quiet_libraries() -> None:
+    """Only errors from the model libraries: no weight-loading bars, no advice (--quiet)."""
+    import diffusers
+    import huggingface_hub
+    import transformers
+
+    for library in (transformers, diffusers):
+        library.utils.logging.set_verbosity_error()
+        library.utils.logging.disable_progress_bar()
+    huggingface_hub.utils.disable_progress_bars()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["download"]:  # python -m stereo_core download / stereocrafter-3d download
         from .download import main as download
 
         return download(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     try:
-        return run(args)
+        if args.preset is not None:
+            args = with_preset(parser, argv, args)
+        with logging_redirect_tqdm():  # log lines (resume notices...) print above the progress bar, not inside it
+            return run(args)
     except StereoInputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # outside a conversion (which reports its own): still one line
+        print(f"error: {os_error_message(error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to carry on from the last finished chunk.",
               file=sys.stderr)

@@ -25,7 +25,12 @@ from .frames import (
 )
 from .warp import compiled_cpu_depth
 
-UNITS = ("pixels", "percent")
+UNITS = ("reference", "pixels", "percent")
+# The reference sets max_disp in pixels of its working frame, whose longest side is 1024 (DepthCrafter's
+# max_res): 20 there is its look. The "reference" unit scales those pixels to the frame's width, so one
+# value looks the same at any size: 20 is 37.5 px at 1920 wide, 75 px at 3840, 6.25 px at 320.
+REFERENCE_WIDTH = 1024
+UNIT_NAMES = {"reference": "pixels at the reference's 1024 width", "pixels": "pixels", "percent": "percent"}
 NORMALIZATIONS = ("clip", "frame", "none")
 
 
@@ -34,7 +39,9 @@ class DisparitySettings:
     max_disp: float = 20.0
     """Parallax of the nearest point at convergence 0.5, in `unit`s."""
     unit: str = "pixels"
-    """"pixels" (the reference) or "percent" of the frame width (same look at any resolution)."""
+    """"pixels" of the frame, "percent" of the frame width, or "reference": pixels of a frame 1024 wide
+    (the reference's working size), scaled to the frame's width. The last two look the same at any size;
+    the command line and the nodes default to REFERENCE_LOOK."""
     convergence: float = 0.5
     """Depth value placed at zero parallax (the screen plane)."""
     invert: bool = False
@@ -66,14 +73,24 @@ class DisparitySettings:
         spread = 2.0 * self.pixels(width)
         if spread >= width:
             raise StereoInputError(
-                f"max_disp of {self.max_disp:g} {self.unit} is {spread / 2:.0f} px: the nearest and farthest points "
-                f"would move {spread:.0f} px relative to each other, as much as or more than the frame width "
-                f"({width} px), so the holes could cover the whole frame. Typical values are 10-40 px or 1-4 percent; "
-                f"keep it below {width / 2:.0f} px (50 percent)."
+                f"max_disp of {self.max_disp:g} {UNIT_NAMES[self.unit]} is {spread / 2:.0f} px: the nearest and "
+                f"farthest points would move {spread:.0f} px relative to each other, as much as or more than the "
+                f"frame width ({width} px), so the holes could cover the whole frame. Typical values are 10-40 "
+                f"(reference or px) or 1-4 percent; keep it below {width / 2:.0f} px (50 percent)."
             )
 
     def pixels(self, width: int) -> float:
-        return self.max_disp * width / 100.0 if self.unit == "percent" else self.max_disp
+        """max_disp in pixels of a frame `width` wide."""
+        if self.unit == "percent":
+            return self.max_disp * width / 100.0
+        if self.unit == "reference":
+            return self.max_disp * width / REFERENCE_WIDTH
+        return self.max_disp
+
+
+# The default strength of the command line and the nodes: the reference's 20 px at its working size,
+# scaled to the output, so the 3D looks as the reference's at every size.
+REFERENCE_LOOK = DisparitySettings(max_disp=20.0, unit="reference")
 
 
 @dataclass(frozen=True)

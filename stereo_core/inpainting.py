@@ -4,7 +4,15 @@ Follows ALGORITHM.md "Stage 2". Differences by design: the frame is padded (edge
 replicate) to the model's 64 px grid and cropped back instead of cropped to multiples of
 128; clips of any length >= 1 work; guidance exactly 1.0 skips the unconditional pass;
 inpainted frames fed to the next chunk stay float instead of 8-bit; an out-of-memory error
-retries the chunk with more tiles; optional colour matching and hole-only compositing.
+retries the chunk with more tiles; optional colour matching and hole-only compositing. Above
+`inpaint_max_res` the model works at the reference's working size and its output is composited into
+the full-size warp inside the holes only (inpaint_size.py). Work without holes is not sent to the model: a chunk whose new frames have no hole
+is the warp itself; a tile without a hole in its region is the VAE's encoding of its frames. Both
+still draw the noise the model call would have drawn, so later chunks get the same noise. What a skip
+does change: the skipped frames themselves (the warp, or the tile's VAE round trip, instead of the
+model's re-rendering of hole-free frames), the tile overlaps blended with a skipped tile, and, where
+the next chunk reuses frames of a skipped chunk, those reused frames (the warp instead of the model's
+re-rendering of it); nothing else (tests/test_inpaint_size.py).
 """
 
 from __future__ import annotations
@@ -18,7 +26,8 @@ import torch.nn.functional as F
 from .color import MODES as COLOR_MODES
 from .color import match_colors
 from .errors import StereoInputError
-from .frames import check_clip, check_finite, check_frame_counts, check_mask, check_same_size
+from .frames import check_clip, check_finite, check_frame_counts, check_mask, check_same_size, resize_frames
+from .inpaint_size import composite, has_holes, inpaint_size, shrink_frames, shrink_mask
 from .mask import refine_mask
 from .model_files import STEREOCRAFTER
 from .video_diffusion import (
@@ -63,6 +72,9 @@ class InpaintSettings:
     color_match: str = "chunk"
     keep_unmasked: bool = False
     feather: int = 3  # pixels of soft edge when only the holes are replaced
+    # Longest side the model works at (the reference's max_res); larger frames are inpainted at the working
+    # size and composited into the full-size warp inside the holes. 0: always at full size.
+    inpaint_max_res: int = 1024
 
     @property
     def guided(self) -> bool:
@@ -83,6 +95,9 @@ class InpaintSettings:
         if self.tile_overlap < 0 or self.tile_overlap % LATENT_FACTOR or self.encode_chunk < 1 or self.decode_chunk < 1:
             raise StereoInputError(f"tile_overlap must be a multiple of {LATENT_FACTOR} px (>= 0) and encode/decode "
                                    f"chunks at least 1 frame.")
+        if self.inpaint_max_res != 0 and self.inpaint_max_res < LATENT_FACTOR * LATENT_MULTIPLE:
+            raise StereoInputError(f"inpaint_max_res must be 0 (full size) or at least {LATENT_FACTOR * LATENT_MULTIPLE} "
+                                   f"px, got {self.inpaint_max_res}. The reference works at 1024.")
         if self.tile_blend not in TILE_BLENDS:
             raise StereoInputError(f"tile_blend '{self.tile_blend}' is not one of {', '.join(TILE_BLENDS)}.")
         if self.color_match not in COLOR_MODES:
@@ -232,6 +247,12 @@ def _crossfade_tiles(tiles: list[list[torch.Tensor]], rows: TileGrid, cols: Tile
 
 
 @dataclass
+class ChunkOutput:
+    frames: torch.Tensor  # [n, h, w, 3] at the model's working size: the carried frames, then the model's output
+    skipped: bool  # no hole in the new frames: no model call, `frames` are the (shrunk) warp
+
+
+@dataclass
 class InpaintResult:
     frames: torch.Tensor  # [T, H, W, 3] on the CPU
     unet_calls: int
@@ -254,16 +275,13 @@ class _Denoiser:
         with model.placement.use(model.image_encoder):
             embedding = clip_embeddings(model, frames[:1]).to(dtype).unsqueeze(0)  # first frame only
         noise = random_normal(frames.shape, self.generator).to(device)
-        frames = frames + settings.noise_aug * noise
-        with model.placement.use(model.vae):
-            frame_latents = torch.cat([vae_encode(model, frames[part]) for part in chunks(count, settings.encode_chunk)])
-        frame_latents = frame_latents.to(dtype).unsqueeze(0)
+        frame_latents = self._encode(frames + settings.noise_aug * noise).to(dtype).unsqueeze(0)
         factor = model.vae_scale_factor
         mask = F.interpolate((mask >= 0.5).to(dtype), scale_factor=1 / factor, mode="nearest").unsqueeze(0)
 
         scheduler = model.new_scheduler()
         scheduler.set_timesteps(settings.steps, device=device)
-        shape = (count, model.latent_channels, frames.shape[-2] // factor, frames.shape[-1] // factor)
+        shape = self._latent_shape(frames.shape)
         if latents is None:
             latents = random_normal(shape, self.generator)
         elif tuple(latents.shape[-4:]) != shape:
@@ -289,6 +307,30 @@ class _Denoiser:
                 self.ticker.tick()
         return sample
 
+    def _encode(self, frames: torch.Tensor) -> torch.Tensor:
+        with self.model.placement.use(self.model.vae):
+            return torch.cat([vae_encode(self.model, frames[part])
+                              for part in chunks(frames.shape[0], self.settings.encode_chunk)])
+
+    def _latent_shape(self, frames_shape) -> tuple[int, ...]:
+        factor = self.model.vae_scale_factor
+        return (frames_shape[0], self.model.latent_channels, frames_shape[-2] // factor, frames_shape[-1] // factor)
+
+    def skip(self, frames_shape, latents: torch.Tensor | None) -> None:
+        """Stand in for a call on frames of `frames_shape` that is not made: draw the noise it would have
+        drawn (so every later call gets the same noise as without the skip) and count its progress."""
+        random_normal(frames_shape, self.generator)
+        if latents is None:
+            random_normal(self._latent_shape(frames_shape), self.generator)
+        for _ in range(self.settings.steps):
+            self.ticker.tick()
+
+    def hole_free(self, frames: torch.Tensor, latents: torch.Tensor | None) -> torch.Tensor:
+        """Latents of a tile without holes: its frames' own encoding (what the model would give back), scaled
+        as the denoised latents are (vae_decode divides by the scaling factor; the conditioning is unscaled)."""
+        self.skip(frames.shape, latents)
+        return self._encode(frames).float() * self.model.vae.config.scaling_factor
+
 
 def _pad_to_grid(frames: torch.Tensor, multiple: int) -> torch.Tensor:
     """Edge-replicate [n, C, H, W] up to multiples of `multiple` (cropped off again after decoding)."""
@@ -299,19 +341,32 @@ def _pad_to_grid(frames: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")
 
 
-def _tiled_latents(denoise: _Denoiser, frames, mask, tile_num: int, tile_overlap: int, latents) -> torch.Tensor:
+def _tile_windows(denoise: _Denoiser, frames_shape, tile_num: int, tile_overlap: int):
+    """The tile grid (rows, cols) and each tile's (pixel window, latent window), row by row."""
     factor = denoise.model.vae_scale_factor
-    rows = plan_tiles(frames.shape[-2] // factor, tile_num, tile_overlap // factor)
-    cols = plan_tiles(frames.shape[-1] // factor, tile_num, tile_overlap // factor)
+    rows = plan_tiles(frames_shape[-2] // factor, tile_num, tile_overlap // factor)
+    cols = plan_tiles(frames_shape[-1] // factor, tile_num, tile_overlap // factor)
+    windows = [[((slice(None), slice(None), slice(top * factor, (top + rows.size) * factor),
+                  slice(left * factor, (left + cols.size) * factor)),
+                 (Ellipsis, slice(top, top + rows.size), slice(left, left + cols.size)))
+                for left in cols.starts] for top in rows.starts]
+    return rows, cols, windows
+
+
+def _tiled_latents(denoise: _Denoiser, frames, mask, tile_num: int, tile_overlap: int, latents,
+                   holes_from: int = 0) -> torch.Tensor:
+    """Denoised latents of the whole frame, tile by tile; a tile whose region (its overlap included) has
+    no hole in frames holes_from.. (the ones not carried over from the previous chunk) is not denoised."""
+    rows, cols, windows = _tile_windows(denoise, frames.shape, tile_num, tile_overlap)
     tiles = []
-    for top in rows.starts:
+    for row_windows in windows:
         row = []
-        for left in cols.starts:
-            window = (slice(None), slice(None), slice(top * factor, (top + rows.size) * factor),
-                      slice(left * factor, (left + cols.size) * factor))
-            tile_latents = None if latents is None else \
-                latents[..., top:top + rows.size, left:left + cols.size]
-            row.append(denoise(frames[window], mask[window], tile_latents).cpu())
+        for pixels, latent_window in row_windows:
+            tile_latents = None if latents is None else latents[latent_window]
+            if has_holes(mask[pixels][holes_from:]):
+                row.append(denoise(frames[pixels], mask[pixels], tile_latents).cpu())
+            else:
+                row.append(denoise.hole_free(frames[pixels], tile_latents).cpu())
         tiles.append(row)
     return blend_tiles(tiles, rows, cols, denoise.settings.tile_blend)
 
@@ -354,13 +409,39 @@ class ChunkInpainter:
     def ticks_per_chunk(self) -> int:
         return self.tile_num * self.tile_num * self.settings.steps
 
+    def chunk(self, warped: torch.Tensor, mask: torch.Tensor, carry: torch.Tensor | None = None,
+              latents: torch.Tensor | None = None, chunks_after: int = 0) -> ChunkOutput:
+        """One chunk at the model's working size: warped frames [n, H, W, 3] in 0..1 and their mask [n, H, W]
+        at full size; `carry` [r, h, w, 3]: the model's output (ChunkOutput.frames) for the chunk's first r
+        frames, from the chunks before. Finish the new frames with finish_frames.
+        """
+        height, width = warped.shape[1:3]
+        size = inpaint_size(height, width, self.settings.inpaint_max_res)
+        frames, holes = shrink_frames(warped, size), shrink_mask(mask, size)
+        reused = 0 if carry is None else carry.shape[0]
+        if reused:
+            frames[:reused] = carry
+        if has_holes(holes[reused:]):
+            output = self(frames, holes, latents, chunks_after, holes_from=reused)
+            return ChunkOutput(torch.cat([carry, output[reused:]]) if reused else output, False)
+        factor = self.model.vae_scale_factor
+        padded = [-(-side // (factor * LATENT_MULTIPLE)) * factor * LATENT_MULTIPLE for side in size]
+        rows, cols, windows = _tile_windows(self.denoise, padded, self.tile_num, self.settings.tile_overlap)
+        for row in windows:
+            for _, latent_window in row:
+                self.denoise.skip((frames.shape[0], 3, rows.size * factor, cols.size * factor),
+                                  None if latents is None else latents[latent_window])
+        return ChunkOutput(frames, True)
+
     def __call__(self, frames: torch.Tensor, mask: torch.Tensor, latents: torch.Tensor | None = None,
-                 chunks_after: int = 0) -> torch.Tensor:
+                 chunks_after: int = 0, holes_from: int = 0) -> torch.Tensor:
         """Inpainted frames [n, H, W, 3] (CPU, float32) of one chunk: frames [n, H, W, 3] in 0..1 (the
-        reused ones already replaced by earlier output), mask [n, H, W] (1 = hole).
+        reused ones already replaced by earlier output), mask [n, H, W] (1 = hole), both at the size the
+        model works at (the frames' own; `chunk` brings full-size frames to the working size).
 
         chunks_after: how many chunks follow, for the progress total when an out-of-memory error
-        raises the tile count.
+        raises the tile count. holes_from: the first frame not carried over (tiles without holes in the
+        frames from there on are not denoised).
         """
         model, settings, device = self.model, self.settings, self.model.device
         height, width = frames.shape[1:3]
@@ -370,7 +451,8 @@ class ChunkInpainter:
         decode_chunk = settings.decode_chunk
         while True:
             try:
-                result = _tiled_latents(self.denoise, pixels, holes, self.tile_num, settings.tile_overlap, latents)
+                result = _tiled_latents(self.denoise, pixels, holes, self.tile_num, settings.tile_overlap, latents,
+                                        holes_from)
                 break
             except OutOfMemoryError:
                 model.placement.memory.empty_cache(device)
@@ -387,16 +469,28 @@ class ChunkInpainter:
 
 
 def finish_frames(inpainted: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor, left: torch.Tensor | None,
-                  settings: InpaintSettings) -> torch.Tensor:
-    """Colour matching and hole-only compositing of inpainted frames [n, H, W, 3].
+                  settings: InpaintSettings, skipped: bool = False) -> torch.Tensor:
+    """The right eye [n, H, W, 3] from the model's output `inpainted` [n, h, w, 3] (ChunkOutput.frames):
+    colour matching, and hole-only compositing into the full-size warp [n, H, W, 3].
 
     Colour statistics are pooled over all the frames given (mode 'chunk': call it once per chunk's
-    new frames) or per frame.
+    new frames) or per frame. Output at a working size is upsampled, colour-matched at full size (the
+    statistics of the model's output, whose colours drift, against the left eye's), and composited into
+    the warp inside the grown, feathered holes only, so that everywhere else the right eye is the warp
+    exactly. Frames of a skipped chunk (no holes) are the warp.
     """
+    if skipped:
+        return warped.float()
+    height, width = warped.shape[1:3]
+    working = tuple(inpainted.shape[1:3])
+    if working != (height, width):
+        inpainted = resize_frames(inpainted.float(), height, width)
     mode = settings.color_match
     if mode != "off":
         reference = left if left is not None else warped
         inpainted = match_colors(inpainted, reference, mask=mask, mode=mode, group=inpainted.shape[0])
+    if working != (height, width):
+        return composite(warped, inpainted, mask, working, settings.feather)
     if settings.keep_unmasked:
         blend = refine_mask(mask, threshold=0.5, dilate=0, feather=settings.feather).unsqueeze(-1)
         inpainted = torch.lerp(warped.float(), inpainted, blend)
@@ -442,22 +536,28 @@ def inpaint_clip(
     ticker = ProgressTicker(progress, 0)
     inpaint = ChunkInpainter(model, settings, seeded(generator, seed), ticker)
     ticker.grow(len(plan) * inpaint.ticks_per_chunk())
-    output = torch.empty_like(warped, dtype=torch.float32)
+    # The model's output at its working size: what later chunks reuse, and what the right eye is made from.
+    size = inpaint_size(*warped.shape[1:3], settings.inpaint_max_res)
+    produced = torch.empty((warped.shape[0], *size, 3), dtype=torch.float32)
+    skipped = []
 
     with torch.no_grad():
         for index, chunk in enumerate(plan):
-            frames = warped[chunk.start:chunk.end].float().clone()
-            if chunk.reused:
-                frames[:chunk.reused] = output[chunk.start:chunk.start + chunk.reused]
-            inpainted = inpaint(frames, mask[chunk.start:chunk.end], latents if index == 0 else None,
-                                chunks_after=len(plan) - index - 1)
-            output[chunk.start + chunk.reused:chunk.end] = inpainted[chunk.reused:]
+            carry = produced[chunk.start:chunk.start + chunk.reused] if chunk.reused else None
+            done = inpaint.chunk(warped[chunk.start:chunk.end], mask[chunk.start:chunk.end], carry,
+                                 latents if index == 0 else None, chunks_after=len(plan) - index - 1)
+            produced[chunk.start + chunk.reused:chunk.end] = done.frames[chunk.reused:]
+            skipped.append(done.skipped)
 
+    news = [slice(chunk.start + chunk.reused, chunk.end) for chunk in plan]
     if settings.color_match == "clip":
-        output = finish_frames(output, warped, mask, left, settings)
+        output = finish_frames(produced, warped, mask, left, settings)
+        for new, skip in zip(news, skipped):
+            if skip:
+                output[new] = warped[new]
     else:
-        for chunk in plan:
-            new = slice(chunk.start + chunk.reused, chunk.end)
-            output[new] = finish_frames(output[new], warped[new], mask[new], None if left is None else left[new],
-                                        settings)
+        output = torch.empty_like(warped, dtype=torch.float32)
+        for new, skip in zip(news, skipped):
+            output[new] = finish_frames(produced[new], warped[new], mask[new], None if left is None else left[new],
+                                        settings, skip)
     return InpaintResult(frames=output, unet_calls=inpaint.unet_calls, chunks=plan, tile_num_used=inpaint.tile_num)

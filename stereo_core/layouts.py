@@ -56,11 +56,23 @@ class VirtualScreen:
         return int(min(AUTO_EYE_SIZE_CAP, max(16, 16 * math.ceil(wanted / 16))))
 
 
-def stereo_frame_size(layout: str, height: int, width: int, screen: VirtualScreen = VirtualScreen()) -> tuple[int, int]:
-    """(height, width) of the frame compose_stereo makes from eyes of height x width."""
+def square_pixel_size(height: int, width: int, sample_aspect: float) -> tuple[int, int]:
+    """(height, width) that shows a picture of height x width pixels, each `sample_aspect` wide (over its
+    height), at the same shape with square pixels: the side the aspect shortens is stretched, so no detail is
+    lost."""
+    if sample_aspect >= 1:
+        return height, max(1, round(width * sample_aspect))
+    return max(1, round(height / sample_aspect)), width
+
+
+def stereo_frame_size(layout: str, height: int, width: int, screen: VirtualScreen = VirtualScreen(),
+                      resample_aspect: float = 1.0) -> tuple[int, int]:
+    """(height, width) of the frame compose_stereo makes from eyes of height x width; resample_aspect: the eyes'
+    pixel aspect where they are resampled to square pixels (compose_stereo's square_pixels)."""
     if layout == "vr180":
         size = screen.eye_pixels(width)
         return size, 2 * size
+    height, width = square_pixel_size(height, width, resample_aspect)
     return {"sbs": (height, 2 * width), "half-sbs": (height, 2 * (width // 2)), "tb": (2 * height, width),
             "half-tb": (2 * (height // 2), width)}[layout]
 
@@ -84,6 +96,7 @@ def compose_stereo(
     batch: int = DEFAULT_BATCH_FRAMES,
     screen: VirtualScreen = VirtualScreen(),
     sample_aspect: float = 1.0,
+    square_pixels: bool = False,
 ) -> torch.Tensor:
     """Pack two eyes into one frame.
 
@@ -96,6 +109,8 @@ def compose_stereo(
     composed on its own. sample_aspect: how wide the eyes' pixels are shown
     (over their height); the flat layouts keep it (the frame is shown with
     it), vr180 places the picture on its screen at its displayed shape.
+    square_pixels: the flat layouts resample each eye to square pixels at its
+    displayed shape instead (for a file that cannot carry the aspect).
     """
     check_layout(layout, swap)
     left = check_clip(left, "left")
@@ -108,7 +123,7 @@ def compose_stereo(
     frames, height, width, channels = left.shape
     if layout.startswith("half") and min(height, width) < 2:
         raise StereoInputError(f"half layouts need frames of at least 2x2 pixels, got {width}x{height}.")
-    out_h, out_w = stereo_frame_size(layout, height, width)
+    out_h, out_w = stereo_frame_size(layout, height, width, resample_aspect=sample_aspect if square_pixels else 1)
     horizontal = layout.endswith("sbs")
     eye_h, eye_w = (out_h, out_w // 2) if horizontal else (out_h // 2, out_w)
     out = torch.empty((frames, out_h, out_w, channels), dtype=left.dtype, device=left.device)

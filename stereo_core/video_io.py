@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 import io
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -452,11 +453,42 @@ def _copied(container, stream, target, offset: Fraction, stop: Fraction):
     """The packets of `stream` shown between `offset` and `stop`, and the one before the first of them: it holds
     the codec's priming (an encoder delay, an MDCT overlap), which the output's first samples decode from. It
     lands before time 0, where the output's edit list (MP4/MOV) or timestamps (Matroska) skip it, as the
-    source's did."""
+    source's did; into Matroska it starts on a millisecond tick (_first_block_on_tick)."""
+    rate = stream.rate if stream.type == "audio" else None
+    # Timed to the sample with no codec delay of its own (MP4/MOV): into Matroska its first packet lands on a tick.
+    on_tick = target.container.format.name == "matroska" and bool(rate) and not stream.codec_context.delay \
+        and stream.time_base <= Fraction(1, rate)
     with container:
         for kept in _packets_in(container, stream, offset, stop):
+            if on_tick:
+                _first_block_on_tick(kept, rate)
+                on_tick = False
             kept.stream = target
             yield kept
+
+
+def _first_block_on_tick(packet, rate: int) -> None:
+    """Matroska times blocks in whole milliseconds, and FFmpeg writes a copy's codec delay (CodecDelay) only from
+    a field PyAV cannot set (AVCodecParameters.initial_padding), so a first packet timed between ticks (AAC's
+    priming at -1024/44100 s) would land up to half a millisecond off. A first packet that ends by the output's
+    start (AAC's priming packet, or the one before a cut) is all pre-roll: it starts instead at the next time
+    that is both a tick and a whole sample (every 1/gcd(rate, 1000) s: 10 ms at 44.1 kHz, 1 ms at 48 kHz) and
+    drops as many samples from its end (DiscardPadding, from its SKIP_SAMPLES side data), so it still ends where
+    the next packet begins and every sample after it plays at its source time. A first packet shown in part
+    (MP3's and AC3's priming is shorter than their packets) keeps its rounded time."""
+    start = packet.pts * packet.time_base
+    length = round((packet.duration or 0) * packet.time_base * rate)
+    step = Fraction(1, math.gcd(rate, 1000))
+    tick = -((-start) // step) * step  # the first such time at or after the packet's start
+    dropped = round((tick - start) * rate)
+    side_data = getattr(_av().packet, "PacketSideData", None)  # PyAV 18
+    if not dropped or dropped >= length or start + Fraction(length, rate) > 0 or side_data is None:
+        return
+    skip = side_data(_av().packet.packet_sidedata_type_from_literal("skip_samples"), 10)
+    skip.update(bytes(4) + dropped.to_bytes(4, "little") + bytes(2))  # skip none at the start, `dropped` at the end
+    packet.set_sidedata(skip)
+    packet.pts = packet.dts = round(tick / packet.time_base)
+    packet.duration = round(Fraction(length - dropped, rate) / packet.time_base)
 
 
 def _packets_in(container, stream, offset: Fraction, stop: Fraction):

@@ -50,6 +50,14 @@ def make_video(path: Path, frames: int = 10, width: int = 96, height: int = 64, 
     return path
 
 
+def make_photo(path: Path, width: int = 96, height: int = 64) -> Path:
+    """A still image (the first frame of make_video's pictures), in the format its extension names."""
+    from PIL import Image
+
+    Image.fromarray(picture(0, width, height)).save(path)
+    return path
+
+
 def make_depth_video(path: Path, frames: int, width: int, height: int, fps: Fraction) -> Path:
     """A depth clip (white = near): a left-to-right ramp with a near box in the middle."""
     depth = torch.linspace(0.1, 0.5, width).view(1, 1, width, 1).repeat(frames, height, 1, 3)

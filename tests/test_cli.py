@@ -18,7 +18,8 @@ from synthetic_video import describe, make_video
 
 # Small windows and chunks so the tiny models see several of each in 10 frames.
 FAST = ["--max-res", "64", "--depth-window", "6", "--depth-overlap", "2", "--depth-steps", "2",
-        "--steps", "2", "--frames-chunk", "6", "--overlap", "2", "--quiet"]
+        "--steps", "2", "--frames-chunk", "6", "--overlap", "2", "--quiet",
+        "--disp-unit", "pixels"]  # 20 px on 96-px frames: wide holes for the inpainting to fill
 
 
 # Subprocess runs compute with one thread, as the in-process tests do, so their numbers agree.
@@ -139,7 +140,7 @@ def test_batches_of_inputs_go_to_an_output_folder(tmp_path):
     (["{clip}", "--models", "{tmp}"], 'python -m stereo_core download --models "{tmp}" (by hand: hf download '
      "stabilityai/stable-video-diffusion-img2vid-xt-1-1 model_index.json"),
     (["{clip}", "--models", "{tmp}", "--no-inpaint"], "Missing: the folder itself"),
-    (["{clip}", "--depth-video", "{clip}", "--no-inpaint", "--max-disp", "500"], "more than the frame width"),
+    (["{clip}", "--depth-video", "{clip}", "--no-inpaint", "--max-disp", "5000"], "more than the frame width"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, source, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -428,7 +429,8 @@ def test_auto_convergence_puts_the_subject_on_the_screen_plane(source, tmp_path)
     depth = torch.full((10, 64, 96, 3), 0.1)
     depth[:, 8:56, 16:80] = 0.6
     write_video(tmp_path / "depth.mp4", depth, 24)
-    common = ["--depth-video", tmp_path / "depth.mp4", "--no-inpaint", "--quiet", "--convergence", "0.8"]
+    common = ["--depth-video", tmp_path / "depth.mp4", "--no-inpaint", "--quiet", "--convergence", "0.8",
+              "--disp-unit", "pixels"]
     assert run(source, "-o", tmp_path / "fixed.mp4", *common) == 0
     assert run(source, "-o", tmp_path / "auto.mp4", *common, "--auto-convergence") == 0
 

@@ -86,7 +86,8 @@ def frames_of(path):
 
 def test_converts_a_file_with_a_depth_video_into_sbs_with_fps_and_audio(nodes, clip, folders):
     video, depth = clip
-    result = run(nodes, PathVideo(video), depth_video=PathVideo(depth), max_disp=4.0, convergence=0.4)
+    result = run(nodes, PathVideo(video), depth_video=PathVideo(depth), max_disp=4.0, disp_unit="pixels",
+                 convergence=0.4)
     stereo, path, anaglyph, anaglyph_path = result["result"]
     assert path == str(folders["output"] / "stereo3d" / "convert_00001_LR.mp4")
     assert stereo.get_stream_source() == path and anaglyph is None and anaglyph_path == ""
@@ -160,7 +161,7 @@ def test_one_progress_bar_over_the_stages_with_a_tick_per_chunk(nodes, longer_cl
 def test_cancel_then_queue_again_resumes_to_the_identical_video(nodes, longer_clip, folders, fake_comfy, pipeline,
                                                                 monkeypatch):
     video, depth = longer_clip
-    settings = dict(depth_video=PathVideo(depth), segment_frames=16, max_disp=5.0)
+    settings = dict(depth_video=PathVideo(depth), segment_frames=16, max_disp=5.0, disp_unit="pixels")
     _, uninterrupted, _, _ = run(nodes, PathVideo(video), filename_prefix="whole", **settings)["result"]
     ticks = [value for value, _ in fake_comfy.updates]
     assert ticks[-3:] == [40 + 24, 40 + 32, 40 + 40], "a tick per chunk of the stereo stage"
@@ -235,7 +236,8 @@ def test_cancel_during_inpainting_resumes_from_the_last_chunk(nodes, clip, folde
     ({"filename_prefix": "/tmp/x"}, "must name a file inside ComfyUI's output folder"),
     ({"depth_video": "depth.mp4"}, "'depth_video' must be a VIDEO .* got str"),
     ({"depth_video": PathVideo("/nowhere/depth.mp4")}, "'/nowhere/depth.mp4' given to 'depth_video' does not exist"),
-    ({"max_disp": 200.0}, "max_disp of 200 pixels is 200 px: the nearest and farthest points would move 400 px"),
+    ({"max_disp": 200.0, "disp_unit": "pixels"},
+     "max_disp of 200 pixels is 200 px: the nearest and farthest points would move 400 px"),
     ({"inpaint_overlap": 30, "stereocrafter_model": object()}, r"overlap \(30\) must be at least 0 and smaller"),
     ({"video": "longer"}, "The depth video .* has 12 frames but .* has 40"),
 ])
@@ -271,3 +273,22 @@ def test_vr180_with_its_screen_and_spherical_metadata(nodes, clip, folders):
     assert (facts["width"], facts["height"], facts["frames"]) == (192, 96, FRAMES)
     sbs = run(nodes, PathVideo(video), depth_video=PathVideo(depth))["result"][1]
     assert read_spatial_metadata(sbs).stereo_mode == "left-right"
+
+
+def test_a_full_disk_is_one_clear_message_and_queueing_again_finishes(nodes, clip, folders, pack, monkeypatch):
+    import errno
+    import os
+
+    video, depth = clip
+    writer = pack.stereo_core.video_io.SegmentWriter
+    original = writer.write
+
+    def full(self, pictures, times):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+
+    monkeypatch.setattr(writer, "write", full)
+    with pytest.raises(ValueError, match="the disk is full .*run the same conversion again"):
+        run(nodes, PathVideo(video), depth_video=PathVideo(depth))
+    monkeypatch.setattr(writer, "write", original)
+    stereo_path = run(nodes, PathVideo(video), depth_video=PathVideo(depth))["result"][1]
+    assert describe(stereo_path)["frames"] == FRAMES

@@ -155,7 +155,7 @@ def test_max_disp_that_lets_the_holes_cover_the_frame_is_refused(nodes, node_err
     """40 px frames: nearest and farthest points 2 max_disp apart, as wide as the frame or wider."""
     message = (r"max_disp of .* px: the nearest and farthest points would move \d+ px relative to each other, as "
                r"much as or more than the frame width \(40 px\), so the holes could cover the whole frame\. Typical "
-               r"values are 10-40 px or 1-4 percent; keep it below 20 px")
+               r"values are 10-40 \(reference or px\) or 1-4 percent; keep it below 20 px")
     settings = {**WARP, "max_disp": max_disp, "disp_unit": unit}
     with pytest.raises(node_error, match=message):
         nodes["SC3D_ForwardWarpStereo"]().warp(clip, depth_clip, **settings)

@@ -8,10 +8,12 @@ import shutil
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from stereo_core.video_io import read_video
-from synthetic_video import describe, make_depth_video, make_grid_video, make_video
+from synthetic_video import describe, make_depth_video, make_grid_video, make_photo, make_video
 from workflow_executor import run_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +26,7 @@ def input_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("input")
     make_video(folder / "input_video.mp4", frames=FRAMES, width=WIDTH, height=HEIGHT, fps=FPS)
     make_depth_video(folder / "input_depth.mp4", FRAMES, WIDTH, HEIGHT, FPS)
+    make_photo(folder / "input_photo.png", WIDTH, HEIGHT)
     return folder
 
 
@@ -80,9 +83,11 @@ def test_comfort_check_shows_the_plot_and_the_verdict(nodes, models_dir, input_d
     assert run("comfort_check", nodes, input_dir, tmp_path, shown) == {}, "a check saves no video"
     assert sorted(shown) == ["Comfort plot", "Comfort verdict"]
     verdict = assert_comfort_plot_and_verdict(shown)
-    # 20 px of a 128 px frame is about 15% in front and behind: every frame is far past the 1% / 2% limits.
-    assert verdict.startswith(f"Uncomfortable: {FRAMES} of {FRAMES} frames (100%) beyond the limits (BSkyB 3D "
-                              "guidelines; in front > 1%"), verdict
+    # The default strength is the reference's look, up to 20/1024 of the width (about 2%) in front: past the
+    # 1% limit in front, not near the 15% that 20 px of a 128 px frame would be.
+    assert verdict.startswith("Uncomfortable: ") and "in front > 1%" in verdict, verdict
+    nearest = float(verdict.split("nearest +")[1].split("%")[0])
+    assert 1.0 < nearest <= 100 * 20 / 1024, verdict
     assert verdict.endswith("of the width on a 1920 px screen."), verdict
 
 
@@ -141,3 +146,21 @@ def test_without_weights_the_loader_says_what_to_download_where(name, nodes, inp
     message = str(error.value)
     assert "No model folder 'stable-video-diffusion-img2vid-xt-1-1' found" in message
     assert f'--local-dir "{empty / "stable-video-diffusion-img2vid-xt-1-1"}"' in message
+
+
+def test_photo_3d_saves_a_numbered_side_by_side_png(nodes, models_dir, input_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("STEREOCRAFTER_OUTPUT", str(tmp_path / "node_output"))
+    monkeypatch.setenv("STEREOCRAFTER_TEMP", str(tmp_path / "node_temp"))
+    shown = {}
+    for _ in range(2):  # queued twice: the second file is numbered on
+        assert run("photo_3d", nodes, input_dir, tmp_path / "saved", shown) == {}, "no video"
+    folder = tmp_path / "node_output" / "stereo3d"
+    assert sorted(p.name for p in folder.iterdir()) == ["photo_00001_.png", "photo_00002_.png"]
+    assert shown["SC3D_SaveStereoImage"]["images"] == [
+        {"filename": "photo_00002_.png", "subfolder": "stereo3d", "type": "output"}]
+    with Image.open(folder / "photo_00001_.png") as image:
+        assert image.size == (2 * WIDTH, HEIGHT)
+        picture = np.asarray(image.convert("RGB"))
+    with Image.open(input_dir / "input_photo.png") as original:
+        assert np.array_equal(picture[:, :WIDTH], np.asarray(original.convert("RGB"))), "lossless left eye"
+    assert np.abs(picture[:, WIDTH:].astype(int) - picture[:, :WIDTH]).mean() > 1, "the right eye differs"

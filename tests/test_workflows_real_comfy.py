@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from stereo_core.video_io import read_video
-from synthetic_video import describe, make_depth_video, make_grid_video, make_video
+from synthetic_video import describe, make_depth_video, make_grid_video, make_photo, make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 COMFYH = Path(os.environ.get("COMFYH", ROOT.parent / "shared" / "tools" / "comfy" / "comfyh.py"))
@@ -42,11 +42,13 @@ EXPECTED = {  # workflow -> {output prefix: (width factor, height factor, audio)
     "long_video_bring_your_own_depth": {"sbs": (2, 1, "aac"), "convert": (2, 1, "aac")},
     "long_video_full_pipeline": {"sbs": (2, 1, "aac"), "convert": (2, 1, "aac")},
     "long_video_video_depth_anything": {"sbs": (2, 1, "aac"), "convert": (2, 1, "aac")},
+    "photo_3d": {},
     "stage1_splatting": {"splatting_grid": (2, 2, "aac")},
     "stage2_inpainting": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     "videohelpersuite_full_pipeline": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
     "video_depth_anything": {"sbs": (2, 1, "aac"), "anaglyph": (1, 1, "aac")},
 }
+IMAGES = {"photo_3d": {"photo": (2, 1)}}  # workflow -> {image prefix: (width factor, height factor)}
 COMFORT_PLOTS = {"auto_convergence", "comfort_check"}  # workflows whose Preview Image shows the comfort plot
 CURVE_COLOURS = [(230, 120, 20), (40, 90, 200), (120, 50, 160)]  # nearest, median, farthest (comfort_plot.py)
 
@@ -57,6 +59,7 @@ def inputs(tmp_path_factory):
     clip = make_video(folder / "input_video.mp4", frames=FRAMES, width=WIDTH, height=HEIGHT, fps=FPS)
     depth = make_depth_video(folder / "input_depth.mp4", FRAMES, WIDTH, HEIGHT, FPS)
     make_grid_video(folder / "input_grid.mp4", clip, depth)
+    make_photo(folder / "input_photo.png", WIDTH, HEIGHT)
     return folder
 
 
@@ -96,6 +99,15 @@ def test_workflow_runs_in_real_comfyui(name, inputs, model_tree, tmp_path):
     if "sbs" in saved:
         left = read_video(saved["sbs"]).frames[:, :, :WIDTH]
         assert (left - read_video(inputs / "input_video.mp4").frames).abs().mean() < 0.03
+    pictures = {path.name.split("_0000")[0]: path for path in (tmp_path / "out").iterdir()
+                if path.suffix == ".png" and path.name.split("_0000")[0] in IMAGES.get(name, {})}
+    assert sorted(pictures) == sorted(IMAGES.get(name, {}))
+    for prefix, (width_factor, height_factor) in IMAGES.get(name, {}).items():
+        with Image.open(pictures[prefix]) as image:
+            assert image.size == (width_factor * WIDTH, height_factor * HEIGHT), prefix
+            left = np.asarray(image.convert("RGB"))[:, :WIDTH]
+        with Image.open(inputs / "input_photo.png") as original:
+            assert np.array_equal(left, np.asarray(original.convert("RGB"))), "the left eye is the photo"
     shutil.rmtree(tmp_path / "out")
 
 

@@ -14,7 +14,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from build_workflows_import import FRONTEND_ONLY, definition, read_widgets
+from stereo_core.photos import load_photo
 from stereo_core.video_io import read_video, write_video
 
 
@@ -44,6 +46,11 @@ class StandIns:
         path = self.output_dir / f"{prefix}_{len(self.saved) + 1:05d}_.mp4"
         self.saved.append(write_video(path, images, fps, audio_from=audio))
         return ()
+
+    def LoadImage(self, image):
+        # As core Load Image: EXIF orientation applied, RGB in 0..1, one frame, and a mask (from alpha; none here).
+        pixels = load_photo(self.input_dir / image).pixels
+        return pixels, torch.zeros(pixels.shape[:3])
 
     def LoadVideo(self, file):
         return (VideoFile(self.input_dir / file),)

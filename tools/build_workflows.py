@@ -121,7 +121,7 @@ class Graph:
         for name, kind, options, is_widget in inputs:
             if is_widget:
                 values.append(widgets.get(name, options.get("default")))
-                if name == "file" and options.get("video_upload"):
+                if (name == "file" and options.get("video_upload")) or options.get("image_upload"):
                     values.append("image")  # the upload button's value, as the frontend saves it
                 if has_seed_control(name, options):
                     values.append("fixed")  # shipped workflows reproduce their result
@@ -274,7 +274,8 @@ MODELS_STEP = ("Models, once: turn on download_if_missing in the loaders to fetc
                "ComfyUI/models/stereocrafter/ on the first run (Stable Video Diffusion is gated: accept its licence "
                "on Hugging Face and run `hf auth login` first), or use the pack's download command (README, "
                "'Models'). Needed")
-STRENGTH_STEP = "Forward Warp Stereo: max_disp sets the 3D strength (20 px = the reference), convergence the screen plane."
+STRENGTH_STEP = ("Forward Warp Stereo: max_disp sets the 3D strength (20 'reference' = the reference's look at any "
+                 "size), convergence the screen plane.")
 INPAINT_STEP = ("StereoCrafter Inpaint Chunked fills the holes. Out of GPU memory? Raise tile_num, lower frames_chunk, "
                 "or choose 'sequential offload' in the loader.")
 
@@ -310,8 +311,8 @@ def bring_your_own_depth():
         "1. Load Video (top): your 2D video.\n"
         "2. Load Video (bottom): a depth video of the same clip (from any depth node or tool; "
         "white = near). Any size: it is resized.\n"
-        "3. Forward Warp Stereo: max_disp sets the 3D strength (20 px is the reference; try 'percent' "
-        "for resolution-independent strength), convergence moves the screen plane.\n"
+        "3. Forward Warp Stereo: max_disp sets the 3D strength (20 'reference' is the reference's look at "
+        "any size; 'pixels' counts the video's own pixels), convergence moves the screen plane.\n"
         "4. Queue. You get a full side-by-side video and a red/cyan anaglyph in output/stereo3d/, "
         "with the source's frame rate and audio.\n\n"
         "The right eye still has holes (black) where the background was hidden: use the full pipeline "
@@ -486,7 +487,7 @@ def auto_convergence():
         "preview under it.\n"
         "4. Forward Warp Stereo and Stereo Comfort Check take its re-centred depth: keep their normalize at "
         "'none', invert_depth off and convergence equal to Auto Convergence's. max_disp sets the 3D strength "
-        "(20 px = the reference); give both the same.\n"
+        "(20 'reference' = the reference's look at any size); give both the same.\n"
         f"5. {INPAINT_STEP}\n"
         "6. Queue. output/stereo3d/ gets a full side-by-side video and a red/cyan anaglyph with the source's "
         "frame rate and audio. " + COMFORT_RESULT,
@@ -551,9 +552,9 @@ def long_video_full_pipeline():
         "Long videos: 2D to 3D in one node\n\n"
         f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
         "2. Load Video: your clip or film.\n"
-        "3. Stereo Convert Video: max_disp sets the 3D strength (20 px = the reference), convergence the screen "
-        "plane; depth_max_res 512-768 is much faster than 1024. Without the StereoCrafter loader the holes stay "
-        "black (a fast preview); out of GPU memory? Raise tile_num, lower frames_chunk or depth_window.\n"
+        "3. Stereo Convert Video: max_disp sets the 3D strength (20 'reference' = the reference's look at any "
+        "size), convergence the screen plane; depth_max_res 512-768 is much faster than 1024. Without the "
+        "StereoCrafter loader the holes stay black (a fast preview); out of GPU memory? Raise tile_num, lower frames_chunk or depth_window.\n"
         "4. Queue. output/stereo3d/ gets the side-by-side video with the source's frame rate and audio.\n\n"
         + LONG_VIDEO_STEPS,
         (0, -420), size=(620, 400))
@@ -597,8 +598,30 @@ def long_video_video_depth_anything():
     graph.save("long_video_video_depth_anything")
 
 
+def photo_3d():
+    graph = Graph()
+    graph.note(
+        "A photo in 3D\n\n"
+        f"1. {MODELS_STEP}: stable-video-diffusion-img2vid-xt-1-1, DepthCrafter and StereoCrafter.\n"
+        "2. Load Image: your photo (its EXIF orientation is applied).\n"
+        f"3. DepthCrafter Depth estimates its depth (one frame). {STRENGTH_STEP}\n"
+        f"4. {INPAINT_STEP}\n"
+        "5. Save Stereo Image: sbs, half-sbs or tb (PNG), anaglyph, mpo (both views in one file, for 3D cameras, "
+        "3D TVs and stereo viewers) or jps (side by side, right eye first). Queue: output/stereo3d/ gets "
+        "photo_00001_.png (or .mpo / .jps), numbered as Save Image numbers its files.",
+        (0, -400), size=(600, 360))
+    image = graph.node("LoadImage", (0, 0), {"image": "input_photo.png"}, size=(320, 420))
+    images = (image, "IMAGE")
+    filled = depth_warp_inpaint(graph, images)
+    save = graph.node("SC3D_SaveStereoImage", (1560, 140), {"format": "sbs", "filename_prefix": "stereo3d/photo"},
+                      size=(420, 400))
+    graph.link(image, "IMAGE", save, "left")
+    graph.link(filled, "right", save, "right")
+    graph.save("photo_3d")
+
+
 WORKFLOWS = (auto_convergence, bring_your_own_depth, comfort_check, depthcrafter_depth, full_pipeline,
-             long_video_bring_your_own_depth, long_video_full_pipeline, long_video_video_depth_anything,
+             long_video_bring_your_own_depth, long_video_full_pipeline, long_video_video_depth_anything, photo_3d,
              stage1_splatting, stage2_inpainting, videohelpersuite_full_pipeline, video_depth_anything)
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ run killed at any moment and started again produces the identical video.
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +33,7 @@ from ..depth_anything_v2 import DEFAULT_INPUT_SIZE, EmaSettings
 from ..depthcrafter import DepthCrafterSettings
 from ..disparity import DisparitySettings, disparity_bounds, disparity_from_depth, normalized_depth
 from ..errors import StereoInputError
+from ..files import os_errors_explained
 from ..frames import frame_batches, resize_frames
 from ..inpainting import Chunk, ChunkInpainter, InpaintSettings, finish_frames, plan_chunks
 from ..layouts import VirtualScreen, check_layout, compose_stereo, stereo_frame_size
@@ -47,6 +48,7 @@ from ..video_io import (
     StreamPlan,
     VideoInfo,
     container_format,
+    is_complete_video,
     join_segments,
     plan_streams,
     probe_video,
@@ -174,6 +176,7 @@ class ConversionJob:
     def option(self, name: str) -> str:
         """How messages name option `name` to the user of the face that made this job."""
         return self.option_names.get(name, OPTION_NAMES[name])
+    wait: bool = False  # another run on the same work folder: wait for it to end (else refuse at once)
 
 
 class Reporter:
@@ -309,12 +312,14 @@ class _Outputs:
         self.plan, self.store, self.piece = plan, store, piece
         output = plan.settings.output
         height, width = plan.info.height, plan.info.width
-        sizes = {"stereo": stereo_frame_size(output.layout, height, width, output.screen),
+        self.square_stereo = stereo_square_pixels(plan)
+        sizes = {"stereo": stereo_frame_size(output.layout, height, width, output.screen,
+                                             plan.info.sample_aspect if self.square_stereo else 1),
                  "anaglyph": (height, width), "depth": (height, width)}
         time_base = _time_base(plan.info)
         # Every output is shown with the source's pixel shape; a VR180 frame's pixels are square (its sphere).
-        aspect = {kind: 1 if kind == "stereo" and output.layout == "vr180" else plan.info.sample_aspect
-                  for kind in OUTPUT_KINDS}
+        aspect = {kind: 1 if kind == "stereo" and (output.layout == "vr180" or self.square_stereo)
+                  else plan.info.sample_aspect for kind in OUTPUT_KINDS}
         self.writers = {kind: SegmentWriter(store.path(segment_name(kind, piece.index)), sizes[kind][1],
                                             sizes[kind][0], time_base, output.crf, rate=plan.info.fps,
                                             sample_aspect=aspect[kind])
@@ -329,7 +334,8 @@ class _Outputs:
             times = [plan.time_of(frame) for frame in frames]
             pictures = {
                 "stereo": lambda: compose_stereo(left[part], right[part], output.layout, swap=output.swap_eyes,
-                                                 screen=output.screen, sample_aspect=plan.info.sample_aspect),
+                                                 screen=output.screen, sample_aspect=plan.info.sample_aspect,
+                                                 square_pixels=self.square_stereo),
                 "anaglyph": lambda: anaglyph(left[part], right[part], output.anaglyph),
                 "depth": lambda: depth[part].clamp(0, 1).unsqueeze(-1).expand(-1, -1, -1, 3),
             }
@@ -343,6 +349,15 @@ class _Outputs:
     def abandon(self) -> None:
         for writer in self.writers.values():
             writer.abandon()
+
+
+def stereo_square_pixels(plan: Plan) -> bool:
+    """Whether the stereo output's eyes are resampled to square pixels (at their displayed shape) because the
+    file cannot carry a non-square aspect: under a StereoMode, FFmpeg's Matroska muxer writes each view's
+    DisplayWidth from the AVStream's aspect, which PyAV cannot set (it sets the codec's), so the views would
+    show at their pixel count. MP4/MOV (pasp) and a Matroska file without StereoMode keep the aspect."""
+    return (plan.info.sample_aspect != 1 and plan.settings.output.metadata and plan.settings.output.layout != "vr180"
+            and container_format(plan.job.outputs["stereo"]) == "matroska")
 
 
 def segment_name(kind: str, index: int) -> str:
@@ -593,18 +608,16 @@ class _RightEyes:
         new = slice(chunk.reused, chunk.frames)
         picture = self._picture(depth[new], slice(chunk.start + chunk.reused, chunk.end))  # before the warp
         warped, occlusion = self.conversion.warp(left, depth, slice(chunk.start, chunk.end), self.depth)
-        frames = warped.clone()
-        if chunk.reused:
-            frames[:chunk.reused] = self.carry
         with torch.no_grad():
-            inpainted = self.inpainter(frames, occlusion, chunks_after=len(self.chunks) - index - 1)
-        right = to_bytes(finish_frames(inpainted[new], warped[new], occlusion[new], left[new], settings.inpaint))
-        # The next chunk starts from the raw output of its reused frames: this chunk's frames, where the
-        # ones it reused itself are the carried ones.
+            done = self.inpainter.chunk(warped, occlusion, self.carry, chunks_after=len(self.chunks) - index - 1)
+        right = to_bytes(finish_frames(done.frames[new], warped[new], occlusion[new], left[new], settings.inpaint,
+                                       done.skipped))
+        # The next chunk starts from the model's raw output (at its working size) of its reused frames: this
+        # chunk's frames, where the ones it reused itself are the carried ones.
         stored = {"right": right, **generator_state(self.inpainter.denoise.generator)}
         if index + 1 < len(self.chunks):
             following = self.chunks[index + 1]
-            outputs = torch.cat([self.carry, inpainted[chunk.reused:]]) if chunk.reused else inpainted
+            outputs = done.frames
             first = following.start - chunk.start
             stored["carry"] = outputs[first:first + following.reused].clone()
         # One file per chunk holds its frames and the state after it: both exist, or neither.
@@ -661,6 +674,33 @@ def write_comfort_report(plan: Plan, extremes: list[tuple[int, tuple[torch.Tenso
     return report.verdict()
 
 
+WAITING = "waiting for the other run"
+
+
+@contextmanager
+def claimed(job: ConversionJob, store: WorkStore, reporter: Reporter) -> Iterator[bool]:
+    """The job's work folder held by this run for the duration (WorkStore.claim). Yields True when it
+    waited for another run that has meanwhile written every output (nothing is left to do). An OS error
+    (disk full, permission, ...) in the work ends it as one StereoInputError line; the finished work stays."""
+    with ExitStack() as waiting_bar:
+        tick = None
+
+        def waiting(pid: int | None) -> None:
+            nonlocal tick
+            if tick is None:
+                reporter.notice(f"Waiting for the other run on '{job.outputs['stereo']}' (process {pid or '?'}) "
+                                f"to end ...")
+                tick = waiting_bar.enter_context(reporter.bar(WAITING, 1))
+            tick(0, 1)
+
+        with os_errors_explained(job.work_dir), store.claim(job.wait, waiting):
+            waiting_bar.close()
+            finished = tick is not None and all(is_complete_video(path) for path in job.outputs.values())
+            if finished:
+                reporter.notice(f"'{job.outputs['stereo']}' was written by the other run.")
+            yield finished
+
+
 def convert(job: ConversionJob, settings: ConversionSettings, models: Models, device: torch.device | str = "cpu",
             reporter: Reporter | None = None, plan: Plan | None = None) -> Plan:
     """Convert one video file (see ConversionJob); returns the plan it ran. `plan`: the job's plan where the
@@ -668,8 +708,10 @@ def convert(job: ConversionJob, settings: ConversionSettings, models: Models, de
     plan = plan or plan_conversion(job, settings)
     store = WorkStore(job.work_dir, job.option("work_dir"))
     reporter = reporter or Reporter()
-    result = Conversion(plan, models, device, reporter, store).run()
-    finish_conversion(plan, result.segments, [(0, result.comfort)], reporter, store)
+    with claimed(job, store, reporter) as finished:
+        if not finished:
+            result = Conversion(plan, models, device, reporter, store).run()
+            finish_conversion(plan, result.segments, [(0, result.comfort)], reporter, store)
     return plan
 
 

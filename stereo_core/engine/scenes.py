@@ -35,7 +35,7 @@ from ..errors import StereoInputError
 from ..video_io import FrameReader, Segment, VideoInfo
 from .depth import DepthFrames, DepthStats
 from .pipeline import Conversion, ConversionJob, ConversionResult, ConversionSettings, Models, Plan, Reporter
-from .pipeline import finish_conversion, plan_conversion
+from .pipeline import claimed, finish_conversion, plan_conversion
 from .sources import DepthSource
 from .store import StageStore, WorkStore, settings_key, source_identity
 
@@ -591,6 +591,14 @@ def convert_scenes(job: ConversionJob, settings: ConversionSettings, scene_setti
     scene_settings.check()
     plan = plan or plan_conversion(job, settings)
     store = WorkStore(job.work_dir, job.option("work_dir"))
+    with claimed(job, store, reporter) as finished:  # the driver holds the folder; workers claim tasks in it
+        if not finished:
+            _convert_scenes(plan, scene_settings, models, device, reporter, runner, store)
+    return plan
+
+
+def _convert_scenes(plan: Plan, scene_settings: SceneSettings, models: Models, device, reporter: Reporter, runner,
+                    store: WorkStore) -> None:
     cuts = scene_cuts(plan, scene_settings, store.create(), reporter)
     scenes = plan_scenes(plan.start, plan.stop, cuts, scene_settings)
     parts = sum(len(scene.parts) for scene in scenes if scene.split)
@@ -599,5 +607,4 @@ def convert_scenes(job: ConversionJob, settings: ConversionSettings, scene_setti
     work = SceneWork(plan, scenes)
     results = (runner or LocalRunner(models, device)).run(work, reporter)
     finish_conversion(plan, work.segments(results), work.comfort(results), reporter, store)
-    return plan
 

@@ -9,16 +9,22 @@ file, written under a temporary name, flushed and renamed: a file that exists is
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import re
 import shutil
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 
 from ..errors import StereoInputError
-from ..files import atomic_output
+from ..files import atomic_output, os_error_cause
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,7 @@ class WorkStore:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise StereoInputError(f"Cannot create the work folder '{self.folder}' ({error.strerror}). "
+            raise StereoInputError(f"Cannot create the work folder '{self.folder}' ({os_error_cause(error)}). "
                                    f"Choose a writable place with {self.option}.") from error
         return self.folder
 
@@ -65,6 +71,95 @@ class WorkStore:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    @contextmanager
+    def claim(self, wait: bool = False, waiting: Callable[[int | None], None] | None = None) -> Iterator[None]:
+        """Hold the folder for this run: one run per work folder (so per output), by an OS file lock that
+        the system releases when the process ends, however it ends: a killed run leaves no stale claim.
+
+        When another run holds it: raise WorkFolderBusy at once, or with `wait` poll until it is free,
+        calling `waiting(other pid)` between tries (a face's progress tick, which may raise to cancel)."""
+        while True:
+            handle = self._open_lock()
+            try:
+                if _try_lock(handle):
+                    if self._same_lock_file(handle):  # not a file a finished run removed meanwhile
+                        break
+                elif not wait:
+                    raise WorkFolderBusy(self.folder, _holder(handle))
+                else:
+                    if waiting is not None:
+                        waiting(_holder(handle))
+                    time.sleep(LOCK_POLL_S)
+            except BaseException:
+                os.close(handle)
+                raise
+            os.close(handle)
+        try:
+            os.lseek(handle, 0, os.SEEK_SET)
+            os.write(handle, f"{os.getpid():<20d}\n".encode())  # fixed width: no old digits remain
+            yield
+        finally:
+            os.close(handle)  # releases the lock
+
+    def _open_lock(self) -> int:
+        path = self.create() / LOCK_NAME
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise StereoInputError(f"Cannot write in the work folder '{self.folder}' ({os_error_cause(error)}). "
+                                   f"Choose a writable place with --work-dir.") from error
+
+    def _same_lock_file(self, handle: int) -> bool:
+        try:
+            return os.stat(self.folder / LOCK_NAME).st_ino == os.fstat(handle).st_ino
+        except FileNotFoundError:
+            return False
+
+
+# The lock file inside a work folder; it holds the process id of the run that has the lock.
+LOCK_NAME = ".lock"
+LOCK_POLL_S = 0.5
+LOCK_OFFSET_NT = 1 << 16
+
+
+class WorkFolderBusy(StereoInputError):
+    """Another run is converting into the same work folder (so to the same output)."""
+
+    def __init__(self, folder: Path, pid: int | None):
+        self.folder, self.pid = folder, pid
+        who = f"process {pid}" if pid else "another process"
+        stop = f"stop it (kill {pid})" if pid else "stop it"
+        super().__init__(f"Another run ({who}) is already converting this video into '{folder}'. Wait for it to "
+                         f"finish or {stop}, then run again; or let this run wait for it (--wait).")
+
+
+def _try_lock(handle: int) -> bool:
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            # A byte past the process id, so that other runs can still read the id.
+            os.lseek(handle, LOCK_OFFSET_NT, os.SEEK_SET)
+            msvcrt.locking(handle, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, errno.EDEADLK):
+            return False
+        raise
+
+
+def _holder(handle: int) -> int | None:
+    """The process id the holding run wrote into the lock file (None while it has not yet)."""
+    try:
+        os.lseek(handle, 0, os.SEEK_SET)
+        return int(os.read(handle, 32).split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class StageStore:
@@ -91,7 +186,18 @@ class StageStore:
         from safetensors.torch import save_file
 
         tensors = {key: value.detach().cpu().contiguous() for key, value in tensors.items()}
-        self._write(name, lambda partial: save_file(tensors, str(partial), metadata={"meta": json.dumps(meta or {})}))
+
+        def write(partial: Path) -> None:
+            try:
+                save_file(tensors, str(partial), metadata={"meta": json.dumps(meta or {})})
+            except Exception as error:  # safetensors' I/O errors are no OSErrors: give them the one they carry
+                found = re.search(r"os error (\d+)", str(error))
+                if found is None:
+                    raise
+                code = int(found.group(1))
+                raise OSError(code, os.strerror(code), str(partial)) from error
+
+        self._write(name, write)
 
     def load_tensors(self, name: str) -> tuple[dict[str, torch.Tensor], dict] | None:
         """The tensors and record saved under `name`, or None if it was never finished (or is unreadable)."""
