@@ -235,16 +235,22 @@ def test_stereo_convert_video_takes_any_depth_loader_on_one_input(nodes, pack):
 @each_model
 def test_stereo_convert_video_converts_with_the_depth_loader(name, nodes, source, tmp_path, models_dir, request,
                                                              monkeypatch):
-    from test_convert_node import PathVideo, run
+    from test_convert_node import NODE, PathVideo, defaults, run
+
+    from stereo_core.disparity import DisparitySettings
 
     monkeypatch.setenv("STEREOCRAFTER_OUTPUT", str(tmp_path / "output"))
     monkeypatch.setenv("STEREOCRAFTER_TEMP", str(tmp_path / "temp"))
     *_, loader, folder = MODELS[name]
+    shown = defaults(nodes[NODE])  # the node's disparity knobs as a fresh node shows them
+    disparity = DisparitySettings(max_disp=shown["max_disp"], unit=shown["disp_unit"], convergence=shown["convergence"],
+                                  invert=shown["invert_depth"], normalize=shown["normalize"])
     (model,) = nodes[loader]().load(folder, "fp32")
     _, path, _, _ = run(nodes, PathVideo(source), depth_model=model, depth_input_size=INPUT_SIZE,
                         depth_ema_buffer=3, depth_ema_decay=0.5)["result"]
     # The same conversion through the engine with the library's model: the node ran that depth model.
-    settings = ConversionSettings(depth_model=name, depth_input_size=INPUT_SIZE, depth_ema=EMA, inpaint=None)
+    settings = ConversionSettings(depth_model=name, depth_input_size=INPUT_SIZE, depth_ema=EMA, inpaint=None,
+                                  disparity=disparity)
     job = ConversionJob(source=source, outputs={"stereo": tmp_path / "engine.mp4"}, work_dir=tmp_path / "work")
     convert(job, settings, loaded(request, name)[0])
     assert torch.equal(read_video(path).frames, read_video(tmp_path / "engine.mp4").frames)
