@@ -30,6 +30,7 @@ from .disparity import NORMALIZATIONS, REFERENCE_LOOK, UNITS, DisparitySettings
 from .engine import (
     DEFAULT_DEPTH_MODEL,
     DEPTH_MODELS,
+    depth_model,
     STREAM_COLOR_MODES,
     ConversionJob,
     ConversionSettings,
@@ -106,10 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "(each piece starts with a keyframe).")
 
     group = parser.add_argument_group("depth")
-    group.add_argument("--depth-model", choices=sorted(DEPTH_MODELS), default=DEFAULT_DEPTH_MODEL,
+    group.add_argument("--depth-model", choices=sorted(DEPTH_MODELS), default=None,
                        help="The model that estimates the depth (not used with --depth-video): depthcrafter (the "
-                            "reference, slow), video-depth-anything (consistent video depth, far faster), "
-                            "depth-anything-v2 (per frame, temporally normalised; the fastest).")
+                            "reference, slow; the default for videos), video-depth-anything (consistent video depth, "
+                            "far faster), depth-anything-v2 (per frame, temporally normalised; the fastest; the "
+                            "default for photos where its folder is under --models, else depthcrafter).")
     group.add_argument("--depth-model-size", choices=model_files.MODEL_SIZES, default=model_files.MODEL_SIZES[0],
                        help="Size of video-depth-anything or depth-anything-v2 (its folder under --models). Small's "
                             "weights are Apache-2.0; Base's and Large's are CC-BY-NC-4.0 (non-commercial use only).")
@@ -285,7 +287,8 @@ def settings_of(args) -> ConversionSettings:
                             metadata=not args.no_metadata)
     auto = None if args.auto_convergence is None else AutoConvergence(
         strength=args.auto_convergence, smoothing_seconds=args.convergence_smoothing)
-    return ConversionSettings(depth_model=args.depth_model, depth=depth, disparity=disparity, inpaint=inpaint,
+    return ConversionSettings(depth_model=args.depth_model or DEFAULT_DEPTH_MODEL, depth=depth, disparity=disparity,
+                              inpaint=inpaint,
                               output=output, seed=args.seed, auto_convergence=auto,
                               depth_input_size=args.depth_input_size,
                               depth_ema=EmaSettings(buffer=args.depth_ema_buffer, decay=args.depth_ema_decay))
@@ -533,15 +536,26 @@ def photo_settings_of(args) -> photos.PhotoSettings:
                                 screen=settings.output.screen, anaglyph_mode=settings.output.anaglyph)
 
 
-def photo_depth_estimator(args, models: "CommandLineModels") -> photos.DepthEstimator:
-    """The one place the depth model of photos is chosen (loaded at its first use): DepthCrafter on one frame
-    today; Depth Anything V2, the natural depth for photos, is to become the default where its folder is
-    there (issue 25). The models this needs are listed by _photo_model_kinds."""
-    def estimate(picture):
-        model = models.get(model_files.DEPTHCRAFTER)
-        return photos.depthcrafter_estimator(model, settings_of(args).depth, args.seed)(picture)
+def photo_depth_kind(args, models: "CommandLineModels") -> str:
+    """The depth model of photos: the --depth-model given; else Depth Anything V2 (the natural depth for a
+    still image) where its --depth-model-size folder is under --models; else the default model."""
+    if args.depth_model is not None:
+        return depth_model(args.depth_model).model_kinds[0]
+    if model_files.folder_problem(models.folder(model_files.DAV2_FAMILY), models.member(model_files.DAV2_FAMILY)) is None:
+        return model_files.DAV2_FAMILY
+    return depth_model(DEFAULT_DEPTH_MODEL).model_kinds[0]
 
-    return estimate
+
+def photo_depth_estimator(args, models: "CommandLineModels") -> photos.DepthEstimator:
+    """The one place the depth model of photos is chosen (see photo_depth_kind); loaded at its first use."""
+    kind = photo_depth_kind(args, models)
+    makers = {
+        model_files.DEPTHCRAFTER: lambda model: photos.depthcrafter_estimator(model, settings_of(args).depth,
+                                                                              args.seed),
+        model_files.DAV2_FAMILY: lambda model: photos.depth_anything_v2_estimator(model, args.depth_input_size),
+        model_files.VDA_FAMILY: lambda model: photos.video_depth_anything_estimator(model, args.depth_input_size),
+    }
+    return lambda picture: makers[kind](models.get(kind))(picture)
 
 
 def _run_photo_jobs(args, jobs: list[Job], models: "CommandLineModels", device, alone: bool) -> int:
@@ -698,16 +712,17 @@ def run(args) -> int:
     device = pick_device(args.device)
     models = CommandLineModels(args, device)
     if photo_jobs:
-        models.check(_photo_model_kinds(photo_jobs, args))
+        models.check(_photo_model_kinds(photo_jobs, args, models))
     photo_code = _run_photo_jobs(args, photo_jobs, models, device, alone=found.count == 1) if photo_jobs else 0
     if not jobs:
         return photo_code
     return max(photo_code, _run_videos(args, jobs, models, device))
 
 
-def _photo_model_kinds(jobs: list[Job], args) -> list[str]:
+def _photo_model_kinds(jobs: list[Job], args, models: "CommandLineModels") -> list[str]:
     """The models the photos need, downloaded? (video runs ask their plans, after planning)."""
-    kinds = [model_files.DEPTHCRAFTER] if any(job.depth_video is None for job in jobs) else []
+    estimated = [job for job in jobs if not job.depth_video]  # the others come with a depth image
+    kinds = [photo_depth_kind(args, models)] if estimated else []
     return kinds + ([] if args.no_inpaint else [model_files.STEREOCRAFTER])
 
 

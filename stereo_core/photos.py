@@ -158,6 +158,20 @@ def depthcrafter_estimator(model, settings: DepthCrafterSettings = DepthCrafterS
     return estimate
 
 
+def depth_anything_v2_estimator(model, input_size: int) -> DepthEstimator:
+    """Depth Anything V2 on the picture, min-max normalised over it (white = near)."""
+    from .depth_anything_v2 import estimate_depth as estimate_dav2
+
+    return lambda picture: estimate_dav2(model, picture, input_size)
+
+
+def video_depth_anything_estimator(model, input_size: int) -> DepthEstimator:
+    """Video Depth Anything on a one-frame clip (its official padding makes one window of it)."""
+    from .video_depth_anything import estimate_depth as estimate_vda
+
+    return lambda picture: estimate_vda(model, picture, input_size)
+
+
 def stereocrafter_inpainter(model, settings: InpaintSettings = InpaintSettings(), seed: int = 0) -> Inpainter:
     """StereoCrafter's inpainting of a one-frame clip (one chunk of one frame)."""
     def inpaint(warped: torch.Tensor, holes: torch.Tensor, left: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ from synthetic_video import describe, make_video
 
 FAST = ["--max-res", "64", "--depth-steps", "2", "--steps", "2", "--quiet"]
 WIDTH, HEIGHT = 48, 32
+# 20 pixels of parallax, which shows at this size (the default, the reference's look, is under one pixel here).
+PIXELS = ["--max-disp", "20", "--disp-unit", "pixels"]
 
 
 def scene(width=WIDTH, height=HEIGHT, seed=0):
@@ -99,7 +101,7 @@ def test_mpo_holds_two_views_left_then_right(tmp_path):
     source, depth = tmp_path / "p.jpg", tmp_path / "p_depth.png"
     Image.fromarray(scene()).save(source, quality=95)
     depth_picture().save(depth)
-    assert run(source, "--depth-video", depth, "--no-inpaint", "--image-format", "mpo", "--quiet") == 0
+    assert run(source, "--depth-video", depth, "--no-inpaint", "--image-format", "mpo", *PIXELS, "--quiet") == 0
     with Image.open(tmp_path / "p.mpo") as image:
         assert image.format == "MPO" and image.n_frames == 2
         entries = image.mpinfo[0xB002]
@@ -136,7 +138,7 @@ def test_jps_puts_the_right_eye_on_the_left(tmp_path):
     source, depth = tmp_path / "p.png", tmp_path / "depth.png"
     Image.fromarray(scene()).save(source)
     depth_picture().save(depth)
-    common = [source, "--depth-video", depth, "--no-inpaint", "--quiet"]
+    common = [source, "--depth-video", depth, "--no-inpaint", *PIXELS, "--quiet"]
     assert run(*common, "-o", tmp_path / "p.jps") == 0  # the extension chooses the format
     assert run(*common, "--image-format", "png") == 0
     with Image.open(tmp_path / "p.jps") as image:
@@ -267,3 +269,29 @@ def test_other_formats_stay_in_their_format(suffix, kind, tmp_path):
     assert run(source, "--depth-video", depth, "--no-inpaint", "--format", "half-sbs", "--quiet") == 0
     with Image.open(tmp_path / f"p_half-sbs{suffix}") as image:
         assert (image.format, image.size) == (kind, (WIDTH, HEIGHT))
+
+
+def test_photos_take_depth_anything_v2_where_its_folder_is_there(tmp_path, models_dir, monkeypatch):
+    from stereo_core.depth_anything_v2 import estimate_depth, load_depth_anything_v2
+
+    source = tmp_path / "p.png"
+    Image.fromarray(scene()).save(source)
+    assert run(source, "--save-depth", "--no-inpaint", "--models", models_dir, *FAST) == 0
+    with Image.open(tmp_path / "p_sbs_depth.png") as image:
+        saved = torch.from_numpy(np.asarray(image.convert("L"), dtype=np.float32) / 255)
+    model = load_depth_anything_v2(models_dir / "Depth-Anything-V2-Small-hf")
+    expected = estimate_depth(model, torch.from_numpy(scene()).unsqueeze(0), 518)[0]
+    assert (saved - expected).abs().max() <= 1.01 / 255, "the depth is Depth Anything V2's"
+
+    chosen = []
+    for name in ("depthcrafter_estimator", "depth_anything_v2_estimator"):
+        real = getattr(photos, name)
+        monkeypatch.setattr(photos, name, lambda *args, real=real, name=name: chosen.append(name) or real(*args))
+    out = tmp_path / "chosen.png"
+    assert run(source, "-o", out, "--depth-model", "depthcrafter", "--no-inpaint", "--models", models_dir, *FAST) == 0
+    assert chosen == ["depthcrafter_estimator"], "a --depth-model given wins"
+    out.unlink()
+    monkeypatch.setattr(cli.model_files, "FOLDER_NAMES",
+                        {**cli.model_files.FOLDER_NAMES, "depth-anything-v2-small": "not-downloaded"})
+    assert run(source, "-o", out, "--no-inpaint", "--models", models_dir, *FAST) == 0
+    assert chosen == ["depthcrafter_estimator"] * 2, "without its folder, the video default"
