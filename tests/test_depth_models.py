@@ -8,6 +8,7 @@ from functools import partial
 import pytest
 import torch
 from test_cli import FAST
+from test_depth_sources import killed_writing
 from test_scenes import in_order, make_scene_video, pictures  # noqa: F401 (pictures is a fixture)
 
 from stereo_core import cli, model_files
@@ -170,11 +171,15 @@ def test_a_run_killed_in_its_depth_resumes_to_the_identical_video(name, ema, lon
     assert_depth_pictures(uninterrupted["depth"], expected(read_video(long_source).frames, ema=ema))
     (depth_folder,) = (tmp_path / "work").glob("depth-*")
     for killed_in in ("raw-0000032.safetensors", "raw-0000016.safetensors"):
-        # A kill inside a piece leaves no file of it (each is written whole); the outputs are redone.
-        (depth_folder / killed_in).unlink()
+        # Killed inside a piece: the store keeps the pieces before it and the state after the last of them.
+        shutil.rmtree(depth_folder)
         shutil.rmtree(next((tmp_path / "work").glob("encode-*")))
         for path in job.outputs.values():
             path.unlink()
+        with killed_writing(killed_in), pytest.raises(KeyboardInterrupt):
+            convert(job, settings, models)
+        assert sorted(path.name for path in depth_folder.glob("state-*")) == [
+            f"state-{int(killed_in[4:11]) - 16:07d}.safetensors", f"state-{killed_in[4:]}"], "one state kept"
         reporter = Notices()
         convert(job, settings, models, reporter=reporter)
         assert f"depth: estimation resumes at frame {int(killed_in[4:11])}" in reporter.notices

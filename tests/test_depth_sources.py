@@ -2,6 +2,7 @@
 resuming without loading what a finished stage needed."""
 
 import shutil
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -244,6 +245,24 @@ def test_a_streamed_depth_model_is_kept_per_piece_and_read_back_as_the_whole_cli
         torch.testing.assert_close(depth.stats.high, expected.flatten(1).amax(1), rtol=0, atol=1e-6)
 
 
+@contextmanager
+def killed_writing(name: str):
+    """A run killed just before the store writes `name` (a piece's depth: the state after it is written, the one
+    before it not yet removed), as a SIGKILL there would leave the store."""
+    from stereo_core.engine.store import StageStore
+
+    save = StageStore.save_tensors
+
+    def save_or_die(store, file_name, *args, **kwargs):
+        if file_name == name:
+            raise KeyboardInterrupt
+        return save(store, file_name, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(StageStore, "save_tensors", save_or_die)
+        yield
+
+
 def test_a_streamed_depth_model_resumes_to_the_same_video_and_a_finished_one_is_not_run(source, tmp_path,
                                                                                          streamed_model, encoded):
     settings = ConversionSettings(depth_model=streamed_model, inpaint=None)
@@ -257,19 +276,22 @@ def test_a_streamed_depth_model_resumes_to_the_same_video_and_a_finished_one_is_
 
     def again():
         for path in (tmp_path / "a.mp4", tmp_path / "d.mp4"):
-            path.unlink()
-        shutil.rmtree(next((tmp_path / "work").glob("encode-*")))  # the encoded pieces read the depth again
+            path.unlink(missing_ok=True)
+        for folder in (tmp_path / "work").glob("encode-*"):
+            shutil.rmtree(folder)  # the encoded pieces read the depth again
         encoded.clear()
         reporter = Notices()
         convert(job, settings, LoadedModels({}), reporter=reporter)
         assert all(torch.equal(joined(encoded, kind), frames) for kind, frames in uninterrupted.items())
         return reporter.notices
 
-    (depth_folder / "raw-0000006.safetensors").unlink()  # killed during the last piece
+    shutil.rmtree(depth_folder)
+    with killed_writing("raw-0000006.safetensors"), pytest.raises(KeyboardInterrupt):  # in the last piece
+        again()
     assert "depth: estimation resumes at frame 6" in again()
-    assert len(LaggedMeanSource.runs) == 2
+    assert len(LaggedMeanSource.runs) == 3
     again()
-    assert len(LaggedMeanSource.runs) == 2, "finished depth starts no model"
+    assert len(LaggedMeanSource.runs) == 3, "finished depth starts no model"
 
 
 def test_engine_messages_name_options_in_the_faces_words(source, tmp_path):

@@ -343,9 +343,11 @@ class DepthStream:
 
 class StreamedDepthFrames(DepthFrames):
     """A streaming depth model's depth of a run's frames, kept in the stage store as raw float32 depth, one
-    file per piece of PIECE_FRAMES input frames with the stream's state after it; later stages read the
-    depth back from the store (normalised with the run's extremes), in a resumed run as in an
-    uninterrupted one."""
+    file per piece of PIECE_FRAMES input frames; later stages read the depth back from the store (normalised
+    with the run's extremes), in a resumed run as in an uninterrupted one. The stream's state after a piece
+    (tens of MB for Video Depth Anything at 1080p) is kept only for the last finished piece: it is written
+    before the piece's depth and the one before it removed after, so a resume always finds the state it
+    continues from."""
 
     def __init__(self, stream: Callable[[], DepthStream], video: FrameReader, start: int, stop: int,
                  store: StageStore, progress, log_resume: Callable[[str], None]):
@@ -367,6 +369,9 @@ class StreamedDepthFrames(DepthFrames):
     def _name(self, piece: slice) -> str:
         return f"raw-{piece.start:07d}.safetensors"
 
+    def _state_name(self, piece: slice) -> str:
+        return f"state-{piece.start:07d}.safetensors"
+
     def _estimate(self, stream_of, video: FrameReader, progress, log_resume) -> None:
         done = 0
         while done < len(self.pieces) and self.store.has(self._name(self.pieces[done])):
@@ -377,8 +382,8 @@ class StreamedDepthFrames(DepthFrames):
         first = 0
         if done:
             log_resume(f"depth: estimation resumes at frame {self.start + self.pieces[done].start}")
-            tensors, record = self.store.require_tensors(self._name(self.pieces[done - 1]))
-            stream.restore({key[len("state."):]: value for key, value in tensors.items() if key.startswith("state.")})
+            record = self.store.require_tensors(self._name(self.pieces[done - 1]))[1]
+            stream.restore(self.store.require_tensors(self._state_name(self.pieces[done - 1]))[0])
             first = record["first"] + record["count"]
         with progress(DEPTH_ESTIMATE, self.frames) as bar:
             bar(self.pieces[done].start, self.frames)
@@ -390,12 +395,16 @@ class StreamedDepthFrames(DepthFrames):
                     depth = torch.cat([depth, stream.finish()])
                 depth = depth.float()
                 stats = DepthStats.of_frames(depth).tensors() if depth.shape[0] else {}
-                # The piece's depth, its statistics and the state after it: one file, so all or none exist.
-                self.store.save_tensors(self._name(piece), {
-                    "depth": depth, **{f"state.{key}": value for key, value in stream.state().items()}}, {
+                # The state after the piece first, then the piece's depth and statistics (what marks it done),
+                # then the state before it goes: a resume always finds the state after its last done piece.
+                self.store.save_tensors(self._state_name(piece), stream.state())
+                self.store.save_tensors(self._name(piece), {"depth": depth}, {
                     "first": first, "count": depth.shape[0], **{key: value.tolist() for key, value in stats.items()}})
+                if index:
+                    self.store.remove(self._state_name(self.pieces[index - 1]))
                 first += depth.shape[0]
                 bar(piece.stop, self.frames)
+        self.store.remove(self._state_name(self.pieces[-1]))  # nothing continues from the last piece
 
     def _piece_depth(self, index: int) -> torch.Tensor:
         if self._cache is None or self._cache[0] != index:
