@@ -8,7 +8,7 @@ from ..stereo_core.errors import StereoInputError
 from ..stereo_core.placement import DTYPE_CHOICES
 from .comfy_adapter import DOWNLOAD_SWITCH, Progress, compute_device, list_model_dirs, memory_hooks, model_dirs, \
     model_roots, offload_device
-from .common import CATEGORY
+from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image
 
 DAV2_MODEL_TYPE = "SC3D_DEPTH_ANYTHING_V2_MODEL"
 _EMA = dav2.EmaSettings()
@@ -87,7 +87,7 @@ class DepthAnythingV2Depth:
     FUNCTION = "estimate"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("depth",)
-    OUTPUT_TOOLTIPS = ("Depth clip, same frames and size as the input, 3 equal channels, white = near.",)
+    OUTPUT_TOOLTIPS = (DEPTH_IMAGE_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -118,4 +118,4 @@ class DepthAnythingV2Depth:
         depth = dav2.estimate_depth(depth_anything_v2_model, image, input_size=input_size, normalize=normalize,
                                     ema=dav2.EmaSettings(buffer=ema_buffer, decay=ema_decay), batch_size=batch_size,
                                     progress=progress)
-        return (depth.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous(),)
+        return (depth_as_image(depth),)

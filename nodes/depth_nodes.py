@@ -6,7 +6,7 @@ import logging
 
 from ..stereo_core.depthcrafter import DepthCrafterSettings, estimate_depth
 from .comfy_adapter import Progress
-from .common import CATEGORY
+from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image
 from .model_nodes import MODEL_TYPES
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ class DepthCrafterDepth:
     FUNCTION = "estimate"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("depth",)
-    OUTPUT_TOOLTIPS = ("Depth clip, same frames and size as the input, 3 equal channels, white = near.",)
+    OUTPUT_TOOLTIPS = (DEPTH_IMAGE_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -66,4 +66,4 @@ class DepthCrafterDepth:
                                         decode_chunk=decode_chunk)
         result = estimate_depth(depthcrafter_model, image, settings, seed=seed, progress=Progress(1))
         log.info("%s %d UNet evaluations for %d frames.", result.describe(), result.unet_calls, image.shape[0])
-        return (result.depth.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous(),)
+        return (depth_as_image(result.depth),)

@@ -6,7 +6,7 @@ from ..stereo_core import model_files
 from ..stereo_core import video_depth_anything as vda
 from ..stereo_core.placement import DTYPE_CHOICES
 from .comfy_adapter import DOWNLOAD_SWITCH, Progress, compute_device, list_model_dirs, memory_hooks, model_dirs, offload_device
-from .common import CATEGORY
+from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image
 
 VDA_MODEL_TYPE = "SC3D_VIDEO_DEPTH_ANYTHING_MODEL"
 
@@ -65,7 +65,7 @@ class VideoDepthAnythingDepth:
     FUNCTION = "estimate"
     RETURN_TYPES = ("IMAGE",)
     RETURN_NAMES = ("depth",)
-    OUTPUT_TOOLTIPS = ("Depth clip, same frames and size as the input, 3 equal channels, white = near.",)
+    OUTPUT_TOOLTIPS = (DEPTH_IMAGE_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):
@@ -81,4 +81,4 @@ class VideoDepthAnythingDepth:
     def estimate(self, video_depth_anything_model, image, input_size):
         progress = Progress(vda.window_count(image.shape[0]))
         depth = vda.estimate_depth(video_depth_anything_model, image, input_size, progress=progress)
-        return (depth.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous(),)
+        return (depth_as_image(depth),)
