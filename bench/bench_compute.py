@@ -10,7 +10,7 @@ clip (steady state: a DepthCrafter window of 70 frames every 45 frames, an inpai
 every 20, so the overlaps are counted), with guidance > 1 counted as two UNet evaluations per step and
 every tile counted at its own size. Every chunk is assumed to have holes (a chunk without any costs
 nothing). Video Depth Anything's count (the Small model) comes from
-stereo_core.video_depth_anything.flops_per_frame where that module exists ("n/a" until then).
+stereo_core.video_depth_anything.flops_per_frame.
 
 Seconds per frame = TFLOP / (the card's dense fp16 tensor peak x efficiency). The efficiency is
 calibrated on DepthCrafter's published speed: 0.47 s per frame (465.84 ms) on an A100 at 1024x576
@@ -32,6 +32,7 @@ from stereo_core.depthcrafter import DepthCrafterSettings, working_size  # noqa:
 from stereo_core.inpaint_size import inpaint_size  # noqa: E402
 from stereo_core.inpainting import LATENT_FACTOR, LATENT_MULTIPLE, InpaintSettings, plan_tiles  # noqa: E402
 from stereo_core.presets import PRESETS  # noqa: E402
+from stereo_core.video_depth_anything import flops_per_frame  # noqa: E402
 
 SOURCES = {"1080p": (1080, 1920), "4K": (2160, 3840)}
 # Dense fp16/bf16 tensor peaks, TFLOP/s: A100 SXM, H100 SXM, RTX 4090 (fp16 with fp32 accumulation).
@@ -63,12 +64,8 @@ def depthcrafter(height: int, width: int, settings: DepthCrafterSettings) -> dic
 DEPTH_ANYTHING_ENCODER = "vits"
 
 
-def depth_anything(height: int, width: int) -> dict[str, float] | None:
-    """FLOPs per output frame of Video Depth Anything, where that module is installed (None: not yet)."""
-    try:
-        from stereo_core.video_depth_anything import flops_per_frame
-    except ImportError:
-        return None
+def depth_anything(height: int, width: int) -> dict[str, float]:
+    """FLOPs per output frame of Video Depth Anything."""
     return {"model": flops_per_frame(DEPTH_ANYTHING_ENCODER, height, width)}
 
 
@@ -140,14 +137,11 @@ def main() -> None:
             else:
                 depth = depth_anything(height, width)
             inpaint = {stage: flops / TERA for stage, flops in inpainting(height, width, settings).items()}
-            # Without a depth count (n/a), the total and the times are the inpainting's alone, marked "+".
-            depth_tflop = None if depth is None else sum(depth.values()) / TERA
-            total = (depth_tflop or 0.0) + sum(inpaint.values())
-            mark = "+" if depth_tflop is None else ""
-            shown = "n/a" if depth_tflop is None else f"{depth_tflop:7.1f}"
-            times = " ".join(f"{format(total / (peak * share), '.2f') + mark:>10}" for peak in CARDS.values())
-            print(f"{source:<6} {name:<22} {shown:>7} | " + " ".join(f"{inpaint[stage]:7.1f}" for stage in stages)
-                  + f" | {format(total, '.1f') + mark:>7} | {times}")
+            depth_tflop = sum(depth.values()) / TERA
+            total = depth_tflop + sum(inpaint.values())
+            times = " ".join(f"{total / (peak * share):10.2f}" for peak in CARDS.values())
+            print(f"{source:<6} {name:<22} {depth_tflop:7.1f} | " + " ".join(f"{inpaint[stage]:7.1f}" for stage in stages)
+                  + f" | {total:7.1f} | {times}")
         breakdown = depthcrafter(height, width, DepthCrafterSettings())
         print(f"{source:<6} DepthCrafter's stages: " + ", ".join(f"{stage} {flops / TERA:.1f}"
                                                                   for stage, flops in breakdown.items()))
