@@ -5,10 +5,9 @@ from __future__ import annotations
 from ..stereo_core import depth_anything_v2 as dav2
 from ..stereo_core import model_files
 from ..stereo_core.errors import StereoInputError
-from ..stereo_core.placement import DTYPE_CHOICES
 from .comfy_adapter import DOWNLOAD_SWITCH, Progress, compute_device, list_model_dirs, memory_hooks, model_dirs, \
     model_roots, offload_device
-from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image
+from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image, download_switch_input, dtype_input
 
 DAV2_MODEL_TYPE = "SC3D_DEPTH_ANYTHING_V2_MODEL"
 _EMA = dav2.EmaSettings()
@@ -45,15 +44,9 @@ class DepthAnythingV2ModelLoader:
             "model_folder": (dav2_folder_choices(), {
                 "tooltip": "Folder of a Depth Anything V2 -hf download in models/stereocrafter (config.json, "
                            f"model.safetensors, preprocessor_config.json). {_licences()}."}),
-            "dtype": (list(DTYPE_CHOICES), {
-                "default": "auto",
-                "tooltip": "Weight precision. auto: fp16 on a GPU, fp32 on the CPU. bf16 needs an Ampere or newer "
-                           "card."}),
-            DOWNLOAD_SWITCH: ("BOOLEAN", {
-                "default": False,
-                "tooltip": "On: a model folder that is missing or incomplete is downloaded from Hugging Face into "
-                           "models/stereocrafter when this node runs (only config.json, model.safetensors and "
-                           "preprocessor_config.json; progress on this node). Off: nothing is downloaded."}),
+            "dtype": dtype_input(),
+            DOWNLOAD_SWITCH: download_switch_input(
+                "only config.json, model.safetensors and preprocessor_config.json"),
         }}
 
     @classmethod

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from ..stereo_core import model_files
 from ..stereo_core import video_depth_anything as vda
-from ..stereo_core.placement import DTYPE_CHOICES
 from .comfy_adapter import DOWNLOAD_SWITCH, Progress, compute_device, list_model_dirs, memory_hooks, model_dirs, offload_device
-from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image
+from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image, download_switch_input, dtype_input
 
 VDA_MODEL_TYPE = "SC3D_VIDEO_DEPTH_ANYTHING_MODEL"
 
@@ -30,15 +29,8 @@ class VideoDepthAnythingModelLoader:
                 "tooltip": "Folder of depth-anything/Video-Depth-Anything-Small (Apache-2.0), -Base or -Large "
                            "(CC-BY-NC-4.0, non-commercial) in models/stereocrafter; its one .pth file is loaded. "
                            "Small (ViT-S) is the fastest; Large is the most detailed."}),
-            "dtype": (list(DTYPE_CHOICES), {
-                "default": "auto",
-                "tooltip": "Weight precision. auto: fp16 on a GPU, fp32 on the CPU. bf16 needs an Ampere or newer "
-                           "card."}),
-            DOWNLOAD_SWITCH: ("BOOLEAN", {
-                "default": False,
-                "tooltip": "On: a model folder that is missing or incomplete is downloaded from Hugging Face into "
-                           "models/stereocrafter when this node runs (the one checkpoint file; progress on this "
-                           "node). Off: nothing is downloaded."}),
+            "dtype": dtype_input(),
+            DOWNLOAD_SWITCH: download_switch_input("the one checkpoint file"),
         }}
 
     @classmethod
