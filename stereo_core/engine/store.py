@@ -153,13 +153,18 @@ def _try_lock(handle: int) -> bool:
         raise
 
 
-def _holder(handle: int) -> int | None:
-    """The process id the holding run wrote into the lock file (None while it has not yet)."""
-    try:
-        os.lseek(handle, 0, os.SEEK_SET)
-        return int(os.read(handle, 32).split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
+def _holder(handle: int, patience_s: float = 2.0) -> int | None:
+    """The process id the holding run wrote into the lock file. It writes it just after taking the lock, so
+    a run that finds the lock taken gives it `patience_s` to appear (None if it has not by then)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            os.lseek(handle, 0, os.SEEK_SET)
+            return int(os.read(handle, 32).split()[0])
+        except (OSError, ValueError, IndexError):
+            if time.monotonic() >= deadline:
+                return None
+        time.sleep(0.02)
 
 
 class StageStore:
