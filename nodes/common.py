@@ -9,6 +9,16 @@ PREFIX = "SC3D_"
 DEPTH_IMAGE_TOOLTIP = "Depth clip, same frames and size as the input, 3 equal channels, white = near."
 
 
+class DepthOutput:
+    """What every depth node is: in this pack's category, `estimate` returning the depth as an IMAGE."""
+
+    CATEGORY = CATEGORY
+    FUNCTION = "estimate"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("depth",)
+    OUTPUT_TOOLTIPS = (DEPTH_IMAGE_TOOLTIP,)
+
+
 def depth_as_image(depth):
     """Depth [B, H, W] (1 = near) as a ComfyUI IMAGE [B, H, W, 3]."""
     return depth.unsqueeze(-1).expand(-1, -1, -1, 3).contiguous()

@@ -7,7 +7,7 @@ from ..stereo_core import model_files
 from ..stereo_core.errors import StereoInputError
 from .comfy_adapter import DOWNLOAD_SWITCH, Progress, compute_device, list_model_dirs, memory_hooks, model_dirs, \
     model_roots, offload_device
-from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image, download_switch_input, dtype_input
+from .common import CATEGORY, DepthOutput, depth_as_image, download_switch_input, dtype_input
 
 DAV2_MODEL_TYPE = "SC3D_DEPTH_ANYTHING_V2_MODEL"
 _EMA = dav2.EmaSettings()
@@ -68,7 +68,7 @@ class DepthAnythingV2ModelLoader:
         return (model,)
 
 
-class DepthAnythingV2Depth:
+class DepthAnythingV2Depth(DepthOutput):
     DESCRIPTION = (
         "Depth with Depth Anything V2, frame by frame: one depth map per frame at the input size, white = near. "
         "For video, normalize 'ema' keeps the depth from pumping: each frame is scaled by the smallest and largest "
@@ -76,11 +76,6 @@ class DepthAnythingV2Depth:
         "by the extremes of the whole batch, 'frame' each frame by its own. A single image is scaled by its own "
         "extremes."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "estimate"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("depth",)
-    OUTPUT_TOOLTIPS = (DEPTH_IMAGE_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):

@@ -6,25 +6,20 @@ import logging
 
 from ..stereo_core.depthcrafter import DepthCrafterSettings, estimate_depth
 from .comfy_adapter import Progress
-from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image
+from .common import DepthOutput, depth_as_image
 from .model_nodes import MODEL_TYPES
 
 log = logging.getLogger(__name__)
 _DEFAULTS = DepthCrafterSettings()
 
 
-class DepthCrafterDepth:
+class DepthCrafterDepth(DepthOutput):
     DESCRIPTION = (
         "Video depth with DepthCrafter (stage 1 of StereoCrafter): one depth map per frame, consistent over time, "
         "normalised over the whole clip (1 = nearest). The clip is processed in overlapping windows, so any "
         "length works; frames are resized to multiples of 64 (at most max_res) for the model and the depth is "
         "resized back to the input size."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "estimate"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("depth",)
-    OUTPUT_TOOLTIPS = (DEPTH_IMAGE_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):

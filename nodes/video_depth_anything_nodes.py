@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..stereo_core import model_files
 from ..stereo_core import video_depth_anything as vda
 from .comfy_adapter import DOWNLOAD_SWITCH, Progress, compute_device, list_model_dirs, memory_hooks, model_dirs, offload_device
-from .common import CATEGORY, DEPTH_IMAGE_TOOLTIP, depth_as_image, download_switch_input, dtype_input
+from .common import CATEGORY, DepthOutput, depth_as_image, download_switch_input, dtype_input
 
 VDA_MODEL_TYPE = "SC3D_VIDEO_DEPTH_ANYTHING_MODEL"
 
@@ -46,18 +46,13 @@ class VideoDepthAnythingModelLoader:
         return (model,)
 
 
-class VideoDepthAnythingDepth:
+class VideoDepthAnythingDepth(DepthOutput):
     DESCRIPTION = (
         "Video depth with Video Depth Anything: one depth map per frame, consistent over time, normalised over the "
         "whole clip (1 = nearest). Windows of 32 frames overlap by 10 and are aligned to each other, as the "
         "official inference does, so any length works; the model sees the frames with their short side at "
         "input_size and the depth is resized back to the input size."
     )
-    CATEGORY = CATEGORY
-    FUNCTION = "estimate"
-    RETURN_TYPES = ("IMAGE",)
-    RETURN_NAMES = ("depth",)
-    OUTPUT_TOOLTIPS = (DEPTH_IMAGE_TOOLTIP,)
 
     @classmethod
     def INPUT_TYPES(cls):
